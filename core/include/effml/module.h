@@ -1,0 +1,143 @@
+/// \file module.h
+/// \brief Module (a layer with forward and backward), Parameter, and Sequential.
+///
+/// Every layer computes `forward` and, from the gradient of the loss with respect to its output,
+/// `backward`: it returns the gradient with respect to its input and *accumulates* (`+=`) the
+/// gradients of its parameters. Parameters and buffers carry PyTorch-style dotted names
+/// (`features.0.weight`) so checkpoints match PyTorch's `state_dict` and so pruning masks and fake
+/// quantization can find a weight by name.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "effml/tensor.h"
+
+namespace effml {
+
+/// A trainable tensor and its gradient (same shape, zeroed by `zero_grad`).
+struct Parameter {
+  Tensor value;
+  Tensor grad;
+
+  Parameter() = default;
+  explicit Parameter(Tensor v) : value(std::move(v)), grad(Tensor::zeros(value.shape())) {}
+};
+
+/// A parameter as seen by a visitor: its full dotted name and the parameter itself.
+struct NamedParameter {
+  std::string name;
+  Parameter* param;
+};
+
+/// A non-trainable state tensor (batch-norm running statistics) with its full dotted name.
+struct NamedBuffer {
+  std::string name;
+  Tensor* tensor;
+};
+
+/// Base class of every layer and model.
+///
+/// Contract: `forward(x)` in training mode caches whatever `backward` needs; `backward(dy)` must
+/// follow the matching `forward`, has `dy` of the output's shape, returns `dx` of the input's shape
+/// and adds the parameter gradients into `Parameter::grad`.
+class Module {
+ public:
+  virtual ~Module() = default;
+  Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  /// y = f(x).
+  virtual Tensor forward(const Tensor& x) = 0;
+  /// dx from dy; parameter gradients are accumulated (+=).
+  virtual Tensor backward(const Tensor& dy) = 0;
+  /// Short description, e.g. "Linear(784, 300)".
+  virtual std::string describe() const = 0;
+  /// Output shape for an input of shape `in` (batch dimension included). Throws on a bad shape.
+  virtual Shape output_shape(const Shape& in) const = 0;
+  /// Multiply-accumulate operations of one forward pass of an input of shape `in` (batch
+  /// included), this module alone. Zero for layers without multiplications by weights.
+  virtual int64_t macs(const Shape& in) const {
+    (void)in;
+    return 0;
+  }
+
+  /// This module's own parameters with their local names ("weight", "bias"), PyTorch's order.
+  virtual std::vector<std::pair<std::string, Parameter*>> local_parameters() { return {}; }
+  /// This module's own buffers with their local names ("running_mean", ...).
+  virtual std::vector<std::pair<std::string, Tensor*>> local_buffers() { return {}; }
+  /// Sub-modules with their names, in order ("0", "1", ... or "features", "classifier").
+  virtual std::vector<std::pair<std::string, Module*>> children() { return {}; }
+
+  /// Every parameter of this module and its descendants, depth first, with dotted names.
+  std::vector<NamedParameter> named_parameters(const std::string& prefix = "");
+  /// Every buffer, depth first, with dotted names.
+  std::vector<NamedBuffer> named_buffers(const std::string& prefix = "");
+  /// Every (name, module) pair below and including this one ("" names this module).
+  std::vector<std::pair<std::string, Module*>> named_modules(const std::string& prefix = "");
+  /// The parameter with this dotted name; throws naming the known names when absent.
+  Parameter& parameter(const std::string& name);
+  /// Total number of trainable values.
+  int64_t num_parameters();
+  /// Sets every parameter's gradient to zero.
+  void zero_grad();
+
+  /// Training mode (batch-norm uses batch statistics, dropout drops) for this module and below.
+  void train(bool on = true);
+  /// Evaluation mode: the same as train(false).
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  /// When false, backward may skip computing dx (the first layer of a network) and return an
+  /// empty tensor. Parameter gradients are still computed.
+  bool needs_input_grad = true;
+
+ protected:
+  bool training_ = true;
+};
+
+/// Modules applied in order; backward runs them in reverse.
+class Sequential : public Module {
+ public:
+  Sequential() = default;
+  /// Appends a module under the name `name` (default: its index, as PyTorch's nn.Sequential).
+  Module& add(std::unique_ptr<Module> m, std::string name = "");
+  /// Appends a module constructed in place: `seq.emplace<Linear>(784, 300)`.
+  template <typename M, typename... Args>
+  M& emplace(Args&&... args) {
+    auto p = std::make_unique<M>(std::forward<Args>(args)...);
+    M& ref = *p;
+    add(std::move(p));
+    return ref;
+  }
+  /// Same, with a name: `seq.emplace_named<Sequential>("features")`.
+  template <typename M, typename... Args>
+  M& emplace_named(std::string name, Args&&... args) {
+    auto p = std::make_unique<M>(std::forward<Args>(args)...);
+    M& ref = *p;
+    add(std::move(p), std::move(name));
+    return ref;
+  }
+
+  std::size_t size() const { return layers_.size(); }
+  Module& operator[](std::size_t i) { return *layers_.at(i).second; }
+  const std::string& name_at(std::size_t i) const { return layers_.at(i).first; }
+  /// Replaces module i (channel pruning swaps in smaller layers); keeps its name.
+  void replace(std::size_t i, std::unique_ptr<Module> m);
+
+  Tensor forward(const Tensor& x) override;
+  Tensor backward(const Tensor& dy) override;
+  std::string describe() const override;
+  Shape output_shape(const Shape& in) const override;
+  int64_t macs(const Shape& in) const override;
+  std::vector<std::pair<std::string, Module*>> children() override;
+
+ private:
+  std::vector<std::pair<std::string, std::unique_ptr<Module>>> layers_;
+};
+
+}  // namespace effml

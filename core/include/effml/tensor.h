@@ -1,0 +1,215 @@
+/// \file tensor.h
+/// \brief effml::Tensor: a plain owning n-dimensional array (float32, int8 or int32).
+///
+/// The one type every lab works with. It owns contiguous row-major storage (64-byte aligned, so
+/// SIMD loads are aligned), copies deeply on copy, and names its methods after PyTorch's
+/// (`numel`, `shape`, `abs`, `kthvalue`, `matmul`). Errors name the shapes involved.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "effml/error.h"
+
+namespace effml {
+
+/// Element type of a tensor. float32 for training; int8 and int32 for the quantization labs.
+enum class DType { Float32, Int8, Int32 };
+
+/// "float32", "int8", "int32".
+const char* dtype_name(DType dtype);
+/// Bytes per element: 4, 1, 4.
+std::size_t dtype_size(DType dtype);
+
+/// A tensor shape: sizes of each dimension, outermost first, e.g. {N, C, H, W}.
+using Shape = std::vector<int64_t>;
+
+/// "(2, 3, 4)": used in every error message.
+std::string shape_str(const Shape& shape);
+/// Product of the sizes (1 for a scalar shape {}).
+int64_t shape_numel(const Shape& shape);
+
+class Rng;
+
+namespace detail {
+/// Deleter for 64-byte aligned storage.
+struct AlignedFree {
+  void operator()(std::byte* p) const noexcept;
+};
+}  // namespace detail
+
+/// A dense, contiguous, row-major tensor that owns its data.
+///
+/// Copying a Tensor copies its data; moving is cheap. Float32 data is reached with `data()`,
+/// int8 with `data_i8()`, int32 with `data_i32()`; each checks the dtype. Element access with
+/// `at({i, j})` checks bounds; `operator[]` indexes the flat storage without checks.
+class Tensor {
+ public:
+  /// An empty float32 tensor of shape (0).
+  Tensor();
+  /// A tensor of the given shape, filled with zeros.
+  explicit Tensor(Shape shape, DType dtype = DType::Float32);
+  /// A float32 tensor with the given shape and values (values.size() must equal the numel).
+  Tensor(Shape shape, const std::vector<float>& values);
+
+  Tensor(const Tensor& other);
+  Tensor& operator=(const Tensor& other);
+  Tensor(Tensor&& other) noexcept = default;
+  Tensor& operator=(Tensor&& other) noexcept = default;
+  ~Tensor() = default;
+
+  // ---- factories -------------------------------------------------------------------------
+  static Tensor zeros(Shape shape, DType dtype = DType::Float32);
+  static Tensor ones(Shape shape);
+  static Tensor full(Shape shape, float value);
+  /// Standard normal samples from `rng`.
+  static Tensor randn(Shape shape, Rng& rng);
+  /// Uniform samples in [low, high) from `rng`.
+  static Tensor rand(Shape shape, Rng& rng, float low = 0.0f, float high = 1.0f);
+  /// 0, 1, ..., n-1 as float32.
+  static Tensor arange(int64_t n);
+  /// An int8 tensor with the given values.
+  static Tensor from_i8(Shape shape, const std::vector<int8_t>& values);
+  /// An int32 tensor with the given values.
+  static Tensor from_i32(Shape shape, const std::vector<int32_t>& values);
+
+  // ---- shape -----------------------------------------------------------------------------
+  const Shape& shape() const { return shape_; }
+  /// Size of dimension `d`; negative `d` counts from the end, as in PyTorch.
+  int64_t size(int64_t d) const;
+  int64_t dim() const { return static_cast<int64_t>(shape_.size()); }
+  int64_t numel() const { return numel_; }
+  DType dtype() const { return dtype_; }
+  /// Storage size in bytes (numel * element size).
+  std::size_t nbytes() const { return static_cast<std::size_t>(numel_) * dtype_size(dtype_); }
+  /// "(2, 3)"
+  std::string shape_str() const { return effml::shape_str(shape_); }
+
+  // ---- data ------------------------------------------------------------------------------
+  /// Float32 storage; throws if the tensor is not float32.
+  float* data();
+  const float* data() const;
+  /// Int8 storage; throws if the tensor is not int8.
+  int8_t* data_i8();
+  const int8_t* data_i8() const;
+  /// Int32 storage; throws if the tensor is not int32.
+  int32_t* data_i32();
+  const int32_t* data_i32() const;
+  /// Raw bytes, whatever the dtype (serialization).
+  std::byte* raw() { return storage_.get(); }
+  const std::byte* raw() const { return storage_.get(); }
+
+  /// Flat float32 element without checks (the hot-loop accessor).
+  float& operator[](int64_t i) { return reinterpret_cast<float*>(storage_.get())[i]; }
+  float operator[](int64_t i) const { return reinterpret_cast<const float*>(storage_.get())[i]; }
+  /// Float32 element at a multi-index, bounds-checked: `t.at({n, c, h, w})`.
+  float& at(std::initializer_list<int64_t> index);
+  float at(std::initializer_list<int64_t> index) const;
+  /// Element at flat index `i` converted to double, for any dtype (checked).
+  double item_at(int64_t i) const;
+  /// The single value of a one-element tensor, as float.
+  float item() const;
+  /// The values as a std::vector<float> (converting int8/int32).
+  std::vector<float> to_vector() const;
+
+  // ---- copies and views ------------------------------------------------------------------
+  Tensor clone() const { return *this; }
+  /// Same data, new shape (one dimension may be -1). Numel must match.
+  Tensor reshape(Shape shape) const;
+  /// Changes the shape in place (no copy). Numel must match.
+  void reshape_(Shape shape);
+  /// (N, ...) -> (N, prod(...)).
+  Tensor flatten(int64_t start_dim = 1) const;
+  /// Rows [start, start + length) of dimension 0.
+  Tensor narrow(int64_t start, int64_t length) const;
+  /// Rows `index` of dimension `dim`, in that order (index_select in PyTorch).
+  Tensor index_select(int64_t dim, const std::vector<int64_t>& index) const;
+  /// Transpose of a 2-D tensor.
+  Tensor t() const;
+  /// Converts to another dtype (float to int rounds to nearest, ties to even, and saturates).
+  Tensor to(DType dtype) const;
+
+  // ---- in place ----------------------------------------------------------------------------
+  Tensor& fill_(float value);
+  Tensor& zero_() { return fill_(0.0f); }
+  /// Copies values from a tensor of the same shape and dtype.
+  Tensor& copy_(const Tensor& src);
+  Tensor& mul_(float s);
+  Tensor& add_(const Tensor& other, float alpha = 1.0f);  ///< this += alpha * other
+  Tensor& mul_(const Tensor& other);                      ///< this *= other (elementwise)
+
+  // ---- elementwise (float32, same shapes) ------------------------------------------------
+  Tensor operator+(const Tensor& o) const;
+  Tensor operator-(const Tensor& o) const;
+  Tensor operator*(const Tensor& o) const;  ///< elementwise
+  Tensor operator/(const Tensor& o) const;
+  Tensor operator+(float s) const;
+  Tensor operator-(float s) const;
+  Tensor operator*(float s) const;
+  Tensor operator/(float s) const;
+  Tensor operator-() const;
+  Tensor abs() const;
+  Tensor sqrt() const;
+  Tensor exp() const;
+  Tensor square() const;
+  Tensor relu() const;
+  Tensor clamp(float low, float high) const;
+  Tensor round() const;  ///< to nearest, ties to even (as torch.round)
+  Tensor sign() const;
+
+  // ---- reductions (float32) --------------------------------------------------------------
+  float sum() const;
+  float mean() const;
+  float max() const;
+  float min() const;
+  /// Frobenius (L2) norm of all elements.
+  float norm() const;
+  /// Sum over dimension `dim`, which is removed (keepdim=false).
+  Tensor sum(int64_t dim) const;
+  /// Index of the largest value along the last dimension of a 2-D tensor: (N, C) -> N indices.
+  std::vector<int64_t> argmax_rows() const;
+  /// The k-th smallest value of all elements, k counted from 1 (torch.kthvalue on the flattened
+  /// tensor). Requires 1 <= k <= numel.
+  float kthvalue(int64_t k) const;
+  /// Values of all elements sorted ascending.
+  Tensor sort() const;
+  /// Indices that sort a 1-D tensor (descending if asked). Stable.
+  std::vector<int64_t> argsort(bool descending = false) const;
+  /// Number of non-zero elements, any dtype.
+  int64_t count_nonzero() const;
+  /// True when any element is NaN or infinite (float32 only; int tensors are always finite).
+  bool has_nonfinite() const;
+
+  // ---- linear algebra (float32) ----------------------------------------------------------
+  /// (M, K) x (K, N) -> (M, N).
+  Tensor matmul(const Tensor& other) const;
+
+  // ---- comparison ------------------------------------------------------------------------
+  /// Same shape and dtype and |a - b| <= atol + rtol * |b| everywhere (exact for int dtypes).
+  bool allclose(const Tensor& other, float rtol = 1e-5f, float atol = 1e-8f) const;
+  /// Same shape, dtype and identical bytes.
+  bool equal(const Tensor& other) const;
+
+ private:
+  void check_dtype(DType want, const char* what) const;
+  void allocate();
+
+  Shape shape_;
+  int64_t numel_ = 0;
+  DType dtype_ = DType::Float32;
+  std::unique_ptr<std::byte[], detail::AlignedFree> storage_;
+};
+
+/// Scalar on the left: s * t.
+Tensor operator*(float s, const Tensor& t);
+
+/// Throws effml::Error unless `t` has exactly `shape`; `what` names the argument in the message.
+void check_shape(const Tensor& t, const Shape& shape, const std::string& what);
+/// Throws effml::Error unless `t` has `dtype`; `what` names the argument in the message.
+void check_dtype(const Tensor& t, DType dtype, const std::string& what);
+
+}  // namespace effml

@@ -1,0 +1,22 @@
+#include "effml/layers/flatten.h"
+
+namespace effml {
+
+Shape Flatten::output_shape(const Shape& in) const {
+  EFFML_CHECK(!in.empty(), "Flatten: input must have a batch dimension, got " << shape_str(in));
+  int64_t rest = 1;
+  for (std::size_t i = 1; i < in.size(); ++i) rest *= in[i];
+  return {in[0], rest};
+}
+
+Tensor Flatten::forward(const Tensor& x) {
+  in_shape_ = x.shape();
+  return x.reshape(output_shape(x.shape()));
+}
+
+Tensor Flatten::backward(const Tensor& dy) {
+  if (!needs_input_grad) return Tensor(Shape{0});
+  return dy.reshape(in_shape_);
+}
+
+}  // namespace effml

@@ -1,0 +1,143 @@
+#include "effml/module.h"
+
+#include <sstream>
+
+namespace effml {
+
+namespace {
+std::string join(const std::string& prefix, const std::string& name) {
+  if (prefix.empty()) return name;
+  if (name.empty()) return prefix;
+  return prefix + "." + name;
+}
+}  // namespace
+
+std::vector<NamedParameter> Module::named_parameters(const std::string& prefix) {
+  std::vector<NamedParameter> out;
+  for (auto& [name, p] : local_parameters()) out.push_back({join(prefix, name), p});
+  for (auto& [name, child] : children()) {
+    auto sub = child->named_parameters(join(prefix, name));
+    out.insert(out.end(), sub.begin(), sub.end());
+  }
+  return out;
+}
+
+std::vector<NamedBuffer> Module::named_buffers(const std::string& prefix) {
+  std::vector<NamedBuffer> out;
+  for (auto& [name, b] : local_buffers()) out.push_back({join(prefix, name), b});
+  for (auto& [name, child] : children()) {
+    auto sub = child->named_buffers(join(prefix, name));
+    out.insert(out.end(), sub.begin(), sub.end());
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, Module*>> Module::named_modules(const std::string& prefix) {
+  std::vector<std::pair<std::string, Module*>> out{{prefix, this}};
+  for (auto& [name, child] : children()) {
+    auto sub = child->named_modules(join(prefix, name));
+    out.insert(out.end(), sub.begin(), sub.end());
+  }
+  return out;
+}
+
+Parameter& Module::parameter(const std::string& name) {
+  auto all = named_parameters();
+  for (auto& np : all)
+    if (np.name == name) return *np.param;
+  std::ostringstream os;
+  os << "no parameter named '" << name << "'; the model has:";
+  for (auto& np : all) os << " " << np.name;
+  throw Error(os.str());
+}
+
+int64_t Module::num_parameters() {
+  int64_t n = 0;
+  for (auto& np : named_parameters()) n += np.param->value.numel();
+  return n;
+}
+
+void Module::zero_grad() {
+  for (auto& np : named_parameters()) np.param->grad.zero_();
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& [name, child] : children()) child->train(on);
+}
+
+// ---- Sequential -------------------------------------------------------------------------------
+
+Module& Sequential::add(std::unique_ptr<Module> m, std::string name) {
+  EFFML_CHECK(m != nullptr, "Sequential::add: null module");
+  if (name.empty()) name = std::to_string(layers_.size());
+  for (auto& [n, l] : layers_)
+    EFFML_CHECK(n != name, "Sequential::add: duplicate name '" << name << "'");
+  m->train(training_);
+  layers_.emplace_back(std::move(name), std::move(m));
+  return *layers_.back().second;
+}
+
+void Sequential::replace(std::size_t i, std::unique_ptr<Module> m) {
+  EFFML_CHECK(i < layers_.size() && m != nullptr,
+              "Sequential::replace: index " << i << " of " << layers_.size());
+  m->train(training_);
+  layers_[i].second = std::move(m);
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+  if (training_) {
+    // A layer needs dx only if something before it does: a trainable layer, or our own caller.
+    bool upstream = needs_input_grad;
+    for (auto& [name, layer] : layers_) {
+      layer->needs_input_grad = upstream;
+      if (!layer->named_parameters().empty()) upstream = true;
+    }
+  }
+  Tensor h = x;
+  for (auto& [name, layer] : layers_) h = layer->forward(h);
+  return h;
+}
+
+Tensor Sequential::backward(const Tensor& dy) {
+  Tensor g = dy;
+  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
+    g = it->second->backward(g);
+    // Nothing before a layer that needs no dx has parameters or a caller wanting dx: stop.
+    if (!it->second->needs_input_grad) return Tensor(Shape{0});
+  }
+  return g;
+}
+
+std::string Sequential::describe() const {
+  std::string s = "Sequential(";
+  for (std::size_t i = 0; i < layers_.size(); ++i) {
+    if (i) s += ", ";
+    s += layers_[i].second->describe();
+  }
+  return s + ")";
+}
+
+Shape Sequential::output_shape(const Shape& in) const {
+  Shape s = in;
+  for (auto& [name, layer] : layers_) s = layer->output_shape(s);
+  return s;
+}
+
+int64_t Sequential::macs(const Shape& in) const {
+  int64_t total = 0;
+  Shape s = in;
+  for (auto& [name, layer] : layers_) {
+    total += layer->macs(s);
+    s = layer->output_shape(s);
+  }
+  return total;
+}
+
+std::vector<std::pair<std::string, Module*>> Sequential::children() {
+  std::vector<std::pair<std::string, Module*>> out;
+  for (auto& [name, layer] : layers_) out.emplace_back(name, layer.get());
+  return out;
+}
+
+}  // namespace effml

@@ -1,0 +1,101 @@
+// Tensor: construction, dtypes, shape errors, reductions, kthvalue, matmul against gemm_naive.
+#include <catch2/catch.hpp>
+
+#include "effml/gemm.h"
+#include "effml/rng.h"
+#include "effml/tensor.h"
+
+using namespace effml;
+
+TEST_CASE("tensor: construction, shape and dtype", "[tensor]") {
+  Tensor t({2, 3});
+  CHECK(t.numel() == 6);
+  CHECK(t.dim() == 2);
+  CHECK(t.size(-1) == 3);
+  CHECK(t.shape_str() == "(2, 3)");
+  CHECK(t.sum() == 0.0f);
+  Tensor q({4}, DType::Int8);
+  CHECK(q.nbytes() == 4);
+  CHECK_THROWS_WITH(q.data(), Catch::Contains("int8") && Catch::Contains("(4,)"));
+  CHECK_THROWS_WITH(Tensor({2, 2}, std::vector<float>{1, 2, 3}),
+                    Catch::Contains("(2, 2)") && Catch::Contains("got 3"));
+}
+
+TEST_CASE("tensor: copies are deep, moves are cheap", "[tensor]") {
+  Tensor a({3}, std::vector<float>{1, 2, 3});
+  Tensor b = a;
+  b[0] = 10;
+  CHECK(a[0] == 1);
+  Tensor c = std::move(b);
+  CHECK(c[0] == 10);
+}
+
+TEST_CASE("tensor: reshape, narrow, index_select, t", "[tensor]") {
+  Tensor a({2, 3}, std::vector<float>{0, 1, 2, 3, 4, 5});
+  CHECK(a.reshape({3, -1}).shape() == Shape{3, 2});
+  CHECK_THROWS_WITH(a.reshape({4, 2}), Catch::Contains("(2, 3)") && Catch::Contains("(4, 2)"));
+  CHECK(a.narrow(1, 1).to_vector() == std::vector<float>{3, 4, 5});
+  CHECK(a.index_select(1, {2, 0}).to_vector() == std::vector<float>{2, 0, 5, 3});
+  CHECK(a.t().to_vector() == std::vector<float>{0, 3, 1, 4, 2, 5});
+  CHECK(a.at({1, 2}) == 5);
+  CHECK_THROWS_WITH(a.at({2, 0}), Catch::Contains("out of range"));
+}
+
+TEST_CASE("tensor: elementwise and reductions", "[tensor]") {
+  Tensor a({4}, std::vector<float>{-2, -1, 0.5f, 3});
+  CHECK((a.abs()).to_vector() == std::vector<float>{2, 1, 0.5f, 3});
+  CHECK(a.relu().to_vector() == std::vector<float>{0, 0, 0.5f, 3});
+  CHECK(a.sum() == Approx(0.5f));
+  CHECK(a.max() == 3);
+  CHECK(a.min() == -2);
+  CHECK(a.norm() == Approx(std::sqrt(4 + 1 + 0.25 + 9)));
+  CHECK(a.count_nonzero() == 4);
+  CHECK((a + a).to_vector() == std::vector<float>{-4, -2, 1, 6});
+  CHECK_THROWS_WITH(a + Tensor({3}), Catch::Contains("(4,)") && Catch::Contains("(3,)"));
+  Tensor r({3}, std::vector<float>{0.5f, 1.5f, -2.5f});
+  CHECK(r.round().to_vector() == std::vector<float>{0, 2, -2});  // ties to even, as torch
+}
+
+TEST_CASE("tensor: kthvalue matches a full sort", "[tensor]") {
+  Rng rng(7);
+  for (int64_t n : {1, 3, 7, 17, 1000}) {
+    Tensor t = Tensor::randn({n}, rng);
+    Tensor s = t.sort();
+    for (int64_t k : {int64_t{1}, (n + 1) / 2, n}) CHECK(t.kthvalue(k) == s[k - 1]);
+  }
+  CHECK_THROWS_WITH(Tensor({3}).kthvalue(4), Catch::Contains("[1, 3]"));
+}
+
+TEST_CASE("tensor: int conversion rounds to nearest even and saturates", "[tensor]") {
+  Tensor a({5}, std::vector<float>{2.5f, -2.5f, 300.f, -300.f, 1.4f});
+  Tensor q = a.to(DType::Int8);
+  CHECK(q.data_i8()[0] == 2);
+  CHECK(q.data_i8()[1] == -2);
+  CHECK(q.data_i8()[2] == 127);
+  CHECK(q.data_i8()[3] == -128);
+  CHECK(q.data_i8()[4] == 1);
+}
+
+TEST_CASE("gemm: every transpose combination matches the naive loop", "[tensor][gemm]") {
+  Rng rng(3);
+  for (int64_t m : {1, 3, 17, 130}) {
+    for (int64_t n : {1, 7, 33}) {
+      for (int64_t k : {1, 5, 64, 300}) {
+        for (int ta = 0; ta < 2; ++ta) {
+          for (int tb = 0; tb < 2; ++tb) {
+            Tensor a = Tensor::randn(ta ? Shape{k, m} : Shape{m, k}, rng);
+            Tensor b = Tensor::randn(tb ? Shape{n, k} : Shape{k, n}, rng);
+            Tensor c1 = Tensor::randn({m, n}, rng), c2 = c1;
+            const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+            gemm(ta, tb, m, n, k, 0.5f, a.data(), lda, b.data(), ldb, 2.0f, c1.data(), n);
+            gemm_naive(ta, tb, m, n, k, 0.5f, a.data(), lda, b.data(), ldb, 2.0f, c2.data(), n);
+            INFO("m=" << m << " n=" << n << " k=" << k << " ta=" << ta << " tb=" << tb);
+            CHECK(c1.allclose(c2, 1e-4f, 1e-4f));
+          }
+        }
+      }
+    }
+  }
+  Tensor a({2, 3}), b({4, 5});
+  CHECK_THROWS_WITH(a.matmul(b), Catch::Contains("(2, 3)") && Catch::Contains("(4, 5)"));
+}
