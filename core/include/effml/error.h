@@ -11,12 +11,14 @@ namespace effml {
 /// Any error the core raises: bad shapes, bad values, bad files. The message names them.
 class Error : public std::runtime_error {
  public:
+  /// `what` is the full message, returned by what().
   explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
 /// Thrown by a lab stub that the student has not written yet; the message names the task.
 class NotImplemented : public Error {
  public:
+  /// The message is "not implemented yet: " followed by `task`.
   explicit NotImplemented(const std::string& task)
       : Error("not implemented yet: " + task) {}
 };

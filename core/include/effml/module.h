@@ -20,23 +20,25 @@ namespace effml {
 
 /// A trainable tensor and its gradient (same shape, zeroed by `zero_grad`).
 struct Parameter {
-  Tensor value;
-  Tensor grad;
+  Tensor value;  ///< the trainable values
+  Tensor grad;   ///< dL/dvalue, same shape as value; backward adds into it
 
+  /// Empty value and gradient (shape (0)).
   Parameter() = default;
+  /// Takes `v` as the value; the gradient is float32 zeros of the same shape.
   explicit Parameter(Tensor v) : value(std::move(v)), grad(Tensor::zeros(value.shape())) {}
 };
 
 /// A parameter as seen by a visitor: its full dotted name and the parameter itself.
 struct NamedParameter {
-  std::string name;
-  Parameter* param;
+  std::string name;  ///< dotted name, e.g. "features.0.weight"
+  Parameter* param;  ///< not owned: points into the module that holds the parameter
 };
 
 /// A non-trainable state tensor (batch-norm running statistics) with its full dotted name.
 struct NamedBuffer {
-  std::string name;
-  Tensor* tensor;
+  std::string name;  ///< dotted name, e.g. "features.1.running_mean"
+  Tensor* tensor;    ///< not owned: points into the module that holds the buffer
 };
 
 /// Base class of every layer and model.
@@ -46,9 +48,13 @@ struct NamedBuffer {
 /// and adds the parameter gradients into `Parameter::grad`.
 class Module {
  public:
+  /// Destroys the module and, for containers, the sub-modules it owns.
   virtual ~Module() = default;
+  /// A module in training mode.
   Module() = default;
+  /// Not copyable: layers cache activations and are referred to by address.
   Module(const Module&) = delete;
+  /// Not copyable.
   Module& operator=(const Module&) = delete;
 
   /// y = f(x).
@@ -90,6 +96,7 @@ class Module {
   void train(bool on = true);
   /// Evaluation mode: the same as train(false).
   void eval() { train(false); }
+  /// True in training mode (the default), false after eval() or train(false).
   bool is_training() const { return training_; }
 
   /// When false, backward may skip computing dx (the first layer of a network) and return an
@@ -97,12 +104,14 @@ class Module {
   bool needs_input_grad = true;
 
  protected:
+  /// The mode set by train() and eval(); forward reads it to decide what to cache.
   bool training_ = true;
 };
 
 /// Modules applied in order; backward runs them in reverse.
 class Sequential : public Module {
  public:
+  /// An empty sequence: forward returns its input unchanged.
   Sequential() = default;
   /// Appends a module under the name `name` (default: its index, as PyTorch's nn.Sequential).
   Module& add(std::unique_ptr<Module> m, std::string name = "");
@@ -123,17 +132,29 @@ class Sequential : public Module {
     return ref;
   }
 
+  /// Number of modules in the sequence.
   std::size_t size() const { return layers_.size(); }
+  /// Module `i` (0-based); throws std::out_of_range when i >= size().
   Module& operator[](std::size_t i) { return *layers_.at(i).second; }
+  /// Name of module `i` ("0", "1", ... unless named); throws std::out_of_range when i >= size().
   const std::string& name_at(std::size_t i) const { return layers_.at(i).first; }
   /// Replaces module i (channel pruning swaps in smaller layers); keeps its name.
   void replace(std::size_t i, std::unique_ptr<Module> m);
 
+  /// Runs the modules in order. In training mode it first sets each module's needs_input_grad:
+  /// false when no module before it has parameters and this Sequential's own needs_input_grad is
+  /// false, so the backward of the first layers skips computing dx.
   Tensor forward(const Tensor& x) override;
+  /// Runs the modules' backward in reverse order; after a module whose needs_input_grad is false
+  /// it stops and returns an empty tensor.
   Tensor backward(const Tensor& dy) override;
+  /// "Sequential(" followed by the modules' descriptions, comma-separated, and ")".
   std::string describe() const override;
+  /// The input shape passed through every module's output_shape in order.
   Shape output_shape(const Shape& in) const override;
+  /// Sum of the modules' MACs, each at the shape that reaches it.
   int64_t macs(const Shape& in) const override;
+  /// The modules with their names, in order.
   std::vector<std::pair<std::string, Module*>> children() override;
 
  private:

@@ -14,6 +14,7 @@ namespace effml {
 /// between standard libraries. Same seed, same numbers.
 class Rng {
  public:
+  /// A generator seeded with `seed`; the same seed gives the same sequence.
   explicit Rng(uint64_t seed = 0) : engine_(seed) {}
   /// A uniform 64-bit integer.
   uint64_t next_u64() { return engine_(); }

@@ -56,15 +56,23 @@ class Tensor {
   /// A float32 tensor with the given shape and values (values.size() must equal the numel).
   Tensor(Shape shape, const std::vector<float>& values);
 
+  /// Deep copy: new storage holding the same shape, dtype and bytes.
   Tensor(const Tensor& other);
+  /// Deep copy; reuses this tensor's storage when the byte size is unchanged.
   Tensor& operator=(const Tensor& other);
+  /// Takes `other`'s storage without copying; `other` may then only be assigned or destroyed.
   Tensor(Tensor&& other) noexcept = default;
+  /// Takes `other`'s storage without copying; `other` may then only be assigned or destroyed.
   Tensor& operator=(Tensor&& other) noexcept = default;
+  /// Frees the storage.
   ~Tensor() = default;
 
   // ---- factories -------------------------------------------------------------------------
+  /// A tensor of `shape` and `dtype` filled with zeros.
   static Tensor zeros(Shape shape, DType dtype = DType::Float32);
+  /// A float32 tensor of `shape` filled with ones.
   static Tensor ones(Shape shape);
+  /// A float32 tensor of `shape` filled with `value`.
   static Tensor full(Shape shape, float value);
   /// Standard normal samples from `rng`.
   static Tensor randn(Shape shape, Rng& rng);
@@ -78,11 +86,15 @@ class Tensor {
   static Tensor from_i32(Shape shape, const std::vector<int32_t>& values);
 
   // ---- shape -----------------------------------------------------------------------------
+  /// Sizes of the dimensions, outermost first.
   const Shape& shape() const { return shape_; }
-  /// Size of dimension `d`; negative `d` counts from the end, as in PyTorch.
+  /// Size of dimension `d` (negative `d` counts from the end, as in PyTorch); throws if invalid.
   int64_t size(int64_t d) const;
+  /// Number of dimensions (0 for a scalar shape {}).
   int64_t dim() const { return static_cast<int64_t>(shape_.size()); }
+  /// Number of elements: the product of the sizes.
   int64_t numel() const { return numel_; }
+  /// Element type.
   DType dtype() const { return dtype_; }
   /// Storage size in bytes (numel * element size).
   std::size_t nbytes() const { return static_cast<std::size_t>(numel_) * dtype_size(dtype_); }
@@ -90,24 +102,30 @@ class Tensor {
   std::string shape_str() const { return effml::shape_str(shape_); }
 
   // ---- data ------------------------------------------------------------------------------
-  /// Float32 storage; throws if the tensor is not float32.
+  /// Float32 storage (numel values, row-major); throws effml::Error unless the dtype is float32.
   float* data();
+  /// Read-only float32 storage; throws effml::Error unless the dtype is float32.
   const float* data() const;
-  /// Int8 storage; throws if the tensor is not int8.
+  /// Int8 storage (numel values, row-major); throws effml::Error unless the dtype is int8.
   int8_t* data_i8();
+  /// Read-only int8 storage; throws effml::Error unless the dtype is int8.
   const int8_t* data_i8() const;
-  /// Int32 storage; throws if the tensor is not int32.
+  /// Int32 storage (numel values, row-major); throws effml::Error unless the dtype is int32.
   int32_t* data_i32();
+  /// Read-only int32 storage; throws effml::Error unless the dtype is int32.
   const int32_t* data_i32() const;
-  /// Raw bytes, whatever the dtype (serialization).
+  /// Raw bytes (nbytes of them), whatever the dtype (serialization).
   std::byte* raw() { return storage_.get(); }
+  /// Read-only raw bytes (nbytes of them), whatever the dtype.
   const std::byte* raw() const { return storage_.get(); }
 
   /// Flat float32 element without checks (the hot-loop accessor).
   float& operator[](int64_t i) { return reinterpret_cast<float*>(storage_.get())[i]; }
+  /// Flat float32 element by value, without checks.
   float operator[](int64_t i) const { return reinterpret_cast<const float*>(storage_.get())[i]; }
-  /// Float32 element at a multi-index, bounds-checked: `t.at({n, c, h, w})`.
+  /// Float32 element at a multi-index, bounds-checked (throws effml::Error): `t.at({n, c, h, w})`.
   float& at(std::initializer_list<int64_t> index);
+  /// Float32 element at a multi-index by value, bounds-checked (throws effml::Error).
   float at(std::initializer_list<int64_t> index) const;
   /// Element at flat index `i` converted to double, for any dtype (checked).
   double item_at(int64_t i) const;
@@ -117,12 +135,13 @@ class Tensor {
   std::vector<float> to_vector() const;
 
   // ---- copies and views ------------------------------------------------------------------
+  /// A deep copy (same as copying the Tensor).
   Tensor clone() const { return *this; }
   /// Same data, new shape (one dimension may be -1). Numel must match.
   Tensor reshape(Shape shape) const;
   /// Changes the shape in place (no copy). Numel must match.
   void reshape_(Shape shape);
-  /// (N, ...) -> (N, prod(...)).
+  /// Merges dimension start_dim and all after it into one; 1 gives (N, ...) -> (N, prod(...)).
   Tensor flatten(int64_t start_dim = 1) const;
   /// Rows [start, start + length) of dimension 0.
   Tensor narrow(int64_t start, int64_t length) const;
@@ -134,37 +153,46 @@ class Tensor {
   Tensor to(DType dtype) const;
 
   // ---- in place ----------------------------------------------------------------------------
+  /// Sets every element to `value` (float32 only); returns *this.
   Tensor& fill_(float value);
+  /// Sets every element to 0 (float32 only); returns *this.
   Tensor& zero_() { return fill_(0.0f); }
   /// Copies values from a tensor of the same shape and dtype.
   Tensor& copy_(const Tensor& src);
+  /// Multiplies every element by `s` (float32 only); returns *this.
   Tensor& mul_(float s);
   Tensor& add_(const Tensor& other, float alpha = 1.0f);  ///< this += alpha * other
   Tensor& mul_(const Tensor& other);                      ///< this *= other (elementwise)
 
   // ---- elementwise (float32, same shapes) ------------------------------------------------
-  Tensor operator+(const Tensor& o) const;
-  Tensor operator-(const Tensor& o) const;
-  Tensor operator*(const Tensor& o) const;  ///< elementwise
-  Tensor operator/(const Tensor& o) const;
-  Tensor operator+(float s) const;
-  Tensor operator-(float s) const;
-  Tensor operator*(float s) const;
-  Tensor operator/(float s) const;
-  Tensor operator-() const;
-  Tensor abs() const;
-  Tensor sqrt() const;
-  Tensor exp() const;
-  Tensor square() const;
-  Tensor relu() const;
-  Tensor clamp(float low, float high) const;
+  // Each returns a new float32 tensor of this shape. Tensor operands must have the same shape
+  // (no broadcasting); a mismatch throws effml::Error naming both shapes.
+  Tensor operator+(const Tensor& o) const;  ///< elementwise this + o
+  Tensor operator-(const Tensor& o) const;  ///< elementwise this - o
+  Tensor operator*(const Tensor& o) const;  ///< elementwise this * o
+  Tensor operator/(const Tensor& o) const;  ///< elementwise this / o
+  Tensor operator+(float s) const;          ///< this + s, every element
+  Tensor operator-(float s) const;          ///< this - s, every element
+  Tensor operator*(float s) const;          ///< this * s, every element
+  Tensor operator/(float s) const;          ///< this / s, every element
+  Tensor operator-() const;                 ///< -this
+  Tensor abs() const;                       ///< |x|
+  Tensor sqrt() const;                      ///< square root (NaN for negative x)
+  Tensor exp() const;                       ///< e^x
+  Tensor square() const;                    ///< x * x
+  Tensor relu() const;                      ///< max(x, 0)
+  Tensor clamp(float low, float high) const;  ///< min(max(x, low), high); throws if low > high
   Tensor round() const;  ///< to nearest, ties to even (as torch.round)
-  Tensor sign() const;
+  Tensor sign() const;   ///< -1, 0 or +1 (as torch.sign)
 
   // ---- reductions (float32) --------------------------------------------------------------
+  /// Sum of all elements (accumulated in double); 0 for an empty tensor.
   float sum() const;
+  /// Mean of all elements; throws effml::Error on an empty tensor.
   float mean() const;
+  /// Largest element; throws effml::Error on an empty tensor.
   float max() const;
+  /// Smallest element; throws effml::Error on an empty tensor.
   float min() const;
   /// Frobenius (L2) norm of all elements.
   float norm() const;

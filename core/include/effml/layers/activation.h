@@ -9,9 +9,14 @@ namespace effml {
 /// Rectified linear unit, elementwise, any shape. Backward: \f$ dx = dy \cdot [x > 0] \f$.
 class ReLU : public Module {
  public:
+  /// y = max(x, 0), same shape as x; caches y in training mode.
   Tensor forward(const Tensor& x) override;
+  /// dx = dy where the cached y > 0, else 0. Throws unless dy has the shape of the last
+  /// training-mode output.
   Tensor backward(const Tensor& dy) override;
+  /// "ReLU()".
   std::string describe() const override { return "ReLU()"; }
+  /// `in` unchanged.
   Shape output_shape(const Shape& in) const override { return in; }
 
  private:

@@ -1,0 +1,64 @@
+/// \file conv2d.h
+/// \brief 2-D convolution, as torch.nn.Conv2d (square kernel, symmetric zero padding, groups).
+#pragma once
+
+#include "effml/module.h"
+
+namespace effml {
+
+/// 2-D convolution (cross-correlation, as in every deep learning library), as torch.nn.Conv2d.
+///
+/// Shapes: x (N, Cin, H, W), W (Cout, Cin/G, K, K), b (Cout), y (N, Cout, OH, OW) with
+/// \f$ OH = \lfloor (H + 2P - K) / S \rfloor + 1 \f$ (the same for OW), where K is the kernel
+/// size, S the stride, P the zero padding and G the number of groups. Output channel \f$ o \f$
+/// belongs to group \f$ g = \lfloor o / (C_{out}/G) \rfloor \f$ and sees only the input channels
+/// \f$ c \in [g\,C_{in}/G, (g+1)\,C_{in}/G) \f$:
+/// \f[ y_{n,o,i,j} = b_o + \sum_{c'=0}^{C_{in}/G-1} \sum_{k_h, k_w}
+///     W_{o,c',k_h,k_w}\; x_{n,\,g C_{in}/G + c',\; iS - P + k_h,\; jS - P + k_w} \f]
+/// (x is zero outside the image).
+///
+/// Computed per sample and per group as one matrix product after im2col:
+/// cols (Cin/G * K * K, OH * OW) holds the receptive field of every output pixel in a column, and
+/// \f$ y_{n,g} = W_g \cdot \mathrm{cols} \f$ with \f$ W_g \f$ viewed as (Cout/G, Cin/G * K * K).
+/// Backward: \f$ dW_g \mathrel{+}= dy_{n,g} \cdot \mathrm{cols}^T \f$ and
+/// \f$ dx_{n,g} = \mathrm{col2im}(W_g^T \cdot dy_{n,g}) \f$; \f$ db_o \mathrel{+}= \sum_{n,i,j} dy_{n,o,i,j} \f$.
+/// A depthwise convolution (Cin/G == 1) uses a direct loop instead, since its products are
+/// single rows. Samples of a large enough call are spread over the core's threads; the weight
+/// gradient is summed per thread and then in thread order, so results are deterministic for a
+/// given thread count.
+class Conv2d : public Module {
+ public:
+  /// Weights start at zero; call an initializer or load a checkpoint.
+  /// Requires groups to divide both channel counts, kernel_size >= 1, stride >= 1, padding >= 0.
+  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride = 1,
+         int64_t padding = 0, int64_t groups = 1, bool bias = true);
+
+  Tensor forward(const Tensor& x) override;
+  Tensor backward(const Tensor& dy) override;
+  /// "Conv2d(1, 6, kernel_size=5, stride=1, padding=2)"; padding, groups and bias are named
+  /// only when they differ from the defaults, as in PyTorch's repr.
+  std::string describe() const override;
+  /// (N, Cout, OH, OW); throws unless the input is (N, Cin, H, W) with H + 2P >= K and W + 2P >= K.
+  Shape output_shape(const Shape& in) const override;
+  /// \f$ N \cdot C_{out} \cdot OH \cdot OW \cdot (C_{in}/G) \cdot K^2 \f$ (the bias is not counted).
+  int64_t macs(const Shape& in) const override;
+  std::vector<std::pair<std::string, Parameter*>> local_parameters() override;
+
+  int64_t in_channels() const { return in_; }    ///< Cin
+  int64_t out_channels() const { return out_; }  ///< Cout
+  int64_t kernel_size() const { return k_; }     ///< K
+  int64_t stride() const { return stride_; }     ///< S
+  int64_t padding() const { return pad_; }       ///< P
+  int64_t groups() const { return groups_; }     ///< G
+  bool has_bias() const { return has_bias_; }  ///< false when built with bias = false
+
+  Parameter weight;  ///< (Cout, Cin/G, K, K)
+  Parameter bias;    ///< (Cout); shape (0) when the layer has no bias
+
+ private:
+  int64_t in_, out_, k_, stride_, pad_, groups_;
+  bool has_bias_;
+  Tensor x_;  // input cached by a training-mode forward, (N, Cin, H, W)
+};
+
+}  // namespace effml

@@ -1,0 +1,218 @@
+#include "effml/layers/pooling.h"
+
+#include <algorithm>
+
+// Shape letters: N batch, C channels, H x W input plane, OH x OW output plane, K window size,
+// S stride, P padding. Every (n, c) plane is independent: the loops over planes run in parallel.
+
+namespace effml {
+
+namespace {
+
+// Below this many elements a parallel region costs more than it saves.
+constexpr int64_t kParallelMin = 1 << 15;
+
+void check_pool_args(const char* name, int64_t k, int64_t s, int64_t p) {
+  EFFML_CHECK(k > 0 && s > 0 && p >= 0, name << "(kernel_size=" << k << ", stride=" << s
+                                             << ", padding=" << p
+                                             << "): kernel_size and stride must be positive and "
+                                                "padding non-negative");
+  EFFML_CHECK(2 * p <= k, name << "(kernel_size=" << k << ", padding=" << p
+                               << "): padding must be at most half the kernel size");
+}
+
+Shape pool_output_shape(const std::string& layer, int64_t k, int64_t s, int64_t p,
+                        const Shape& in) {
+  EFFML_CHECK(in.size() == 4, layer << ": expected input (N, C, H, W), got " << shape_str(in));
+  EFFML_CHECK(in[2] + 2 * p >= k && in[3] + 2 * p >= k,
+              layer << ": input " << shape_str(in) << " is smaller than the window " << k << "x"
+                    << k << " even with padding " << p);
+  return {in[0], in[1], (in[2] + 2 * p - k) / s + 1, (in[3] + 2 * p - k) / s + 1};
+}
+
+std::string pool_describe(const char* name, int64_t k, int64_t s, int64_t p) {
+  std::string d = std::string(name) + "(kernel_size=" + std::to_string(k) +
+                  ", stride=" + std::to_string(s);
+  if (p != 0) d += ", padding=" + std::to_string(p);
+  return d + ")";
+}
+
+}  // namespace
+
+// ---- MaxPool2d ---------------------------------------------------------------------------------
+
+MaxPool2d::MaxPool2d(int64_t kernel_size, int64_t stride, int64_t padding)
+    : k_(kernel_size), stride_(stride == -1 ? kernel_size : stride), pad_(padding) {
+  check_pool_args("MaxPool2d", k_, stride_, pad_);
+}
+
+Shape MaxPool2d::output_shape(const Shape& in) const {
+  return pool_output_shape(describe(), k_, stride_, pad_, in);
+}
+
+std::string MaxPool2d::describe() const { return pool_describe("MaxPool2d", k_, stride_, pad_); }
+
+Tensor MaxPool2d::forward(const Tensor& x) {
+  const Shape os = output_shape(x.shape());
+  const int64_t planes = os[0] * os[1], H = x.size(2), W = x.size(3), OH = os[2], OW = os[3];
+  const int64_t K = k_, S = stride_, P = pad_;
+  Tensor y(os);
+  std::vector<int32_t> argmax(training_ ? static_cast<std::size_t>(y.numel()) : 0);
+  const float* px = x.data();
+  float* py = y.data();
+  int32_t* pa = training_ ? argmax.data() : nullptr;
+
+#pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
+  for (int64_t q = 0; q < planes; ++q) {
+    const float* xp = px + q * H * W;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const int64_t h0 = std::max<int64_t>(oh * S - P, 0), h1 = std::min(oh * S - P + K, H);
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const int64_t w0 = std::max<int64_t>(ow * S - P, 0), w1 = std::min(ow * S - P + K, W);
+        // P <= K/2 guarantees at least one inside position; strict '>' keeps the first maximum.
+        int64_t best = h0 * W + w0;
+        float v = xp[best];
+        for (int64_t ih = h0; ih < h1; ++ih)
+          for (int64_t iw = w0; iw < w1; ++iw)
+            if (xp[ih * W + iw] > v) {
+              v = xp[ih * W + iw];
+              best = ih * W + iw;
+            }
+        const int64_t o = (q * OH + oh) * OW + ow;
+        py[o] = v;
+        if (pa) pa[o] = static_cast<int32_t>(best);
+      }
+    }
+  }
+  in_shape_ = x.shape();
+  argmax_ = std::move(argmax);
+  return y;
+}
+
+Tensor MaxPool2d::backward(const Tensor& dy) {
+  EFFML_CHECK(!argmax_.empty(), describe() << ": backward called without a training-mode forward");
+  const Shape os = output_shape(in_shape_);
+  check_shape(dy, os, describe() + " backward: dy");
+  if (!needs_input_grad) return Tensor(Shape{0});
+  const int64_t planes = os[0] * os[1], HW = in_shape_[2] * in_shape_[3], OHW = os[2] * os[3];
+  Tensor dx(in_shape_);
+  const float* pdy = dy.data();
+  const int32_t* pa = argmax_.data();
+  float* pdx = dx.data();
+#pragma omp parallel for schedule(static) if (dx.numel() > kParallelMin)
+  for (int64_t q = 0; q < planes; ++q)
+    for (int64_t o = q * OHW; o < (q + 1) * OHW; ++o) pdx[q * HW + pa[o]] += pdy[o];
+  return dx;
+}
+
+// ---- AvgPool2d ---------------------------------------------------------------------------------
+
+AvgPool2d::AvgPool2d(int64_t kernel_size, int64_t stride, int64_t padding)
+    : k_(kernel_size), stride_(stride == -1 ? kernel_size : stride), pad_(padding) {
+  check_pool_args("AvgPool2d", k_, stride_, pad_);
+}
+
+Shape AvgPool2d::output_shape(const Shape& in) const {
+  return pool_output_shape(describe(), k_, stride_, pad_, in);
+}
+
+std::string AvgPool2d::describe() const { return pool_describe("AvgPool2d", k_, stride_, pad_); }
+
+Tensor AvgPool2d::forward(const Tensor& x) {
+  const Shape os = output_shape(x.shape());
+  const int64_t planes = os[0] * os[1], H = x.size(2), W = x.size(3), OH = os[2], OW = os[3];
+  const int64_t K = k_, S = stride_, P = pad_;
+  // count_include_pad: with ceil_mode off every window lies inside the padded plane, so the
+  // divisor is always K*K.
+  const float scale = 1.0f / static_cast<float>(K * K);
+  Tensor y(os);
+  const float* px = x.data();
+  float* py = y.data();
+#pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
+  for (int64_t q = 0; q < planes; ++q) {
+    const float* xp = px + q * H * W;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const int64_t h0 = std::max<int64_t>(oh * S - P, 0), h1 = std::min(oh * S - P + K, H);
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const int64_t w0 = std::max<int64_t>(ow * S - P, 0), w1 = std::min(ow * S - P + K, W);
+        float s = 0.0f;
+        for (int64_t ih = h0; ih < h1; ++ih)
+          for (int64_t iw = w0; iw < w1; ++iw) s += xp[ih * W + iw];
+        py[(q * OH + oh) * OW + ow] = s * scale;
+      }
+    }
+  }
+  in_shape_ = x.shape();
+  return y;
+}
+
+Tensor AvgPool2d::backward(const Tensor& dy) {
+  EFFML_CHECK(in_shape_.size() == 4, describe() << ": backward called before forward");
+  const Shape os = output_shape(in_shape_);
+  check_shape(dy, os, describe() + " backward: dy");
+  if (!needs_input_grad) return Tensor(Shape{0});
+  const int64_t planes = os[0] * os[1], H = in_shape_[2], W = in_shape_[3], OH = os[2],
+                OW = os[3];
+  const int64_t K = k_, S = stride_, P = pad_;
+  const float scale = 1.0f / static_cast<float>(K * K);
+  Tensor dx(in_shape_);
+  const float* pdy = dy.data();
+  float* pdx = dx.data();
+#pragma omp parallel for schedule(static) if (dx.numel() > kParallelMin)
+  for (int64_t q = 0; q < planes; ++q) {
+    float* dxp = pdx + q * H * W;
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      const int64_t h0 = std::max<int64_t>(oh * S - P, 0), h1 = std::min(oh * S - P + K, H);
+      for (int64_t ow = 0; ow < OW; ++ow) {
+        const int64_t w0 = std::max<int64_t>(ow * S - P, 0), w1 = std::min(ow * S - P + K, W);
+        const float g = pdy[(q * OH + oh) * OW + ow] * scale;
+        for (int64_t ih = h0; ih < h1; ++ih)
+          for (int64_t iw = w0; iw < w1; ++iw) dxp[ih * W + iw] += g;
+      }
+    }
+  }
+  return dx;
+}
+
+// ---- GlobalAvgPool2d ---------------------------------------------------------------------------
+
+Shape GlobalAvgPool2d::output_shape(const Shape& in) const {
+  EFFML_CHECK(in.size() == 4 && in[2] > 0 && in[3] > 0,
+              "GlobalAvgPool2d(): expected input (N, C, H, W), got " << shape_str(in));
+  return {in[0], in[1]};
+}
+
+Tensor GlobalAvgPool2d::forward(const Tensor& x) {
+  const Shape os = output_shape(x.shape());
+  const int64_t planes = os[0] * os[1], HW = x.size(2) * x.size(3);
+  Tensor y(os);
+  const float* px = x.data();
+  float* py = y.data();
+#pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
+  for (int64_t q = 0; q < planes; ++q) {
+    float s = 0.0f;
+    for (int64_t p = 0; p < HW; ++p) s += px[q * HW + p];
+    py[q] = s / static_cast<float>(HW);
+  }
+  in_shape_ = x.shape();
+  return y;
+}
+
+Tensor GlobalAvgPool2d::backward(const Tensor& dy) {
+  EFFML_CHECK(in_shape_.size() == 4, "GlobalAvgPool2d(): backward called before forward");
+  check_shape(dy, output_shape(in_shape_), "GlobalAvgPool2d() backward: dy");
+  if (!needs_input_grad) return Tensor(Shape{0});
+  const int64_t planes = in_shape_[0] * in_shape_[1], HW = in_shape_[2] * in_shape_[3];
+  const float scale = 1.0f / static_cast<float>(HW);
+  Tensor dx(in_shape_);
+  const float* pdy = dy.data();
+  float* pdx = dx.data();
+#pragma omp parallel for schedule(static) if (dx.numel() > kParallelMin)
+  for (int64_t q = 0; q < planes; ++q) {
+    const float g = pdy[q] * scale;
+    for (int64_t p = 0; p < HW; ++p) pdx[q * HW + p] = g;
+  }
+  return dx;
+}
+
+}  // namespace effml

@@ -1,0 +1,87 @@
+// Models and metrics: parameter and MAC counts that the literature states, names as in PyTorch.
+#include <catch2/catch.hpp>
+
+#include "effml/layers.h"
+#include "effml/metrics.h"
+#include "effml/models.h"
+
+using namespace effml;
+
+TEST_CASE("models: LeNet-300-100 has 266,610 parameters and 266,200 MACs", "[models]") {
+  auto m = make_model("lenet300", 0);
+  // 784*300 + 300 + 300*100 + 100 + 100*10 + 10 (LeCun et al. 1998; Han et al. 2015, Table 1).
+  CHECK(count_parameters(*m) == 266610);
+  // One multiply-accumulate per weight for a batch of one.
+  CHECK(count_macs(*m, image_input_shape(1)) == 266200);
+  CHECK(count_macs(*m, image_input_shape(8)) == 8 * 266200);
+  CHECK(model_size_bytes(*m, 32) == 266610 * 4.0);
+  CHECK(model_size_bytes(*m, 4) == 266610 / 2.0);
+  std::vector<std::string> names;
+  for (auto& np : m->named_parameters()) names.push_back(np.name);
+  CHECK(names == std::vector<std::string>{"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias",
+                                          "fc3.weight", "fc3.bias"});
+}
+
+TEST_CASE("models: LeNet-5 counts", "[models]") {
+  auto m = make_model("lenet5", 0);
+  // conv1 6*25+6, conv2 16*6*25+16, fc 400*120+120, 120*84+84, 84*10+10.
+  CHECK(count_parameters(*m) == 156 + 2416 + 48120 + 10164 + 850);
+  // conv1 6*28*28*25, conv2 16*10*10*150, fc 400*120 + 120*84 + 84*10.
+  CHECK(count_macs(*m, image_input_shape(1)) == 117600 + 240000 + 48000 + 10080 + 840);
+  CHECK(m->parameter("features.0.weight").value.shape() == Shape{6, 1, 5, 5});
+  CHECK(m->parameter("classifier.4.bias").value.shape() == Shape{10});
+}
+
+TEST_CASE("models: the VGG-style CNN maps an image to 10 logits", "[models]") {
+  auto m = make_model("vgg", 0);
+  CHECK(m->output_shape(image_input_shape(2)) == Shape{2, 10});
+  CHECK(m->forward(Tensor(image_input_shape(2))).shape() == Shape{2, 10});
+  // conv-BN pairs are what channel pruning slices; batch-norm buffers carry PyTorch's names.
+  CHECK(m->parameter("features.1.weight").value.shape() == Shape{16});
+  bool has_running_var = false;
+  for (auto& b : m->named_buffers()) has_running_var |= b.name == "features.1.running_var";
+  CHECK(has_running_var);
+}
+
+TEST_CASE("models: unknown names are listed", "[models]") {
+  CHECK_THROWS_WITH(make_model("resnet", 0), Catch::Contains("lenet300") &&
+                                                 Catch::Contains("resnet"));
+}
+
+TEST_CASE("models: the same seed gives the same weights, another seed others", "[models]") {
+  auto a = make_model("lenet5", 3), b = make_model("lenet5", 3), c = make_model("lenet5", 4);
+  CHECK(a->parameter("features.0.weight").value.equal(b->parameter("features.0.weight").value));
+  CHECK_FALSE(
+      a->parameter("features.0.weight").value.equal(c->parameter("features.0.weight").value));
+}
+
+TEST_CASE("metrics: per-layer profile, non-zeros and sparsity", "[metrics]") {
+  auto m = make_model("lenet300", 0);
+  for (auto& np : m->named_parameters())
+    if (np.param->value.dim() == 1) np.param->value.fill_(0.1f);  // biases start at zero
+  Tensor& w = m->parameter("fc1.weight").value;
+  for (int64_t i = 0; i < 150 * 784; ++i) w[i] = 0.0f;
+  const auto layers = profile_layers(*m, image_input_shape(1));
+  REQUIRE(layers.size() == 6);
+  CHECK(layers[1].name == "fc1");
+  CHECK(layers[1].output_shape == Shape{1, 300});
+  CHECK(layers[1].macs == 235200);
+  CHECK(layers[1].parameters == 235500);
+  CHECK(layers[1].sparsity() == Approx(150.0 * 784 / 235500));
+  CHECK(count_nonzeros(*m) == 266610 - 150 * 784);
+}
+
+TEST_CASE("metrics: latency is a median of positive times", "[metrics]") {
+  int calls = 0;
+  const auto s = measure_latency([&] { ++calls; }, 3, 11);
+  CHECK(calls == 14);
+  CHECK(s.repeats == 11);
+  CHECK(s.min_ms <= s.median_ms);
+  CHECK(s.median_ms <= s.p90_ms);
+}
+
+TEST_CASE("metrics: with_commas", "[metrics]") {
+  CHECK(with_commas(266610) == "266,610");
+  CHECK(with_commas(100) == "100");
+  CHECK(with_commas(-1234567) == "-1,234,567");
+}
