@@ -1,0 +1,35 @@
+// Tries file-system operations given as pairs of arguments and prints one line each:
+//   read PATH   prints "read PATH: <first line>" or "read PATH: FAILED <error>"
+//   write PATH  prints "write PATH: ok" or "write PATH: FAILED <error>"
+// Exits with the number of failed operations.
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+int main(int argc, char** argv) {
+  int failed = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string op = argv[i];
+    const char* path = argv[i + 1];
+    std::FILE* f = std::fopen(path, op == "write" ? "w" : "r");
+    if (f == nullptr) {
+      std::printf("%s %s: FAILED %s\n", op.c_str(), path, std::strerror(errno));
+      ++failed;
+      continue;
+    }
+    if (op == "write") {
+      bool ok = std::fputs("written\n", f) >= 0;
+      ok = std::fclose(f) == 0 && ok;
+      std::printf("write %s: %s\n", path, ok ? "ok" : "FAILED close");
+      if (!ok) ++failed;
+    } else {
+      char line[256] = {0};
+      if (std::fgets(line, sizeof line, f) == nullptr) line[0] = '\0';
+      std::fclose(f);
+      std::printf("read %s: %s", path, line);
+      if (line[0] == '\0' || line[std::strlen(line) - 1] != '\n') std::printf("\n");
+    }
+  }
+  return failed;
+}
