@@ -121,6 +121,15 @@ Tensor& Tensor::operator=(const Tensor& other) {
 }
 
 Tensor Tensor::zeros(Shape shape, DType dtype) { return Tensor(std::move(shape), dtype); }
+
+Tensor::Tensor(Shape shape, DType dtype, Uninitialized) : shape_(std::move(shape)), dtype_(dtype) {
+  numel_ = shape_numel(shape_);
+  allocate();
+}
+
+Tensor Tensor::empty(Shape shape, DType dtype) {
+  return Tensor(std::move(shape), dtype, Uninitialized{});
+}
 Tensor Tensor::ones(Shape shape) { return full(std::move(shape), 1.0f); }
 Tensor Tensor::full(Shape shape, float value) {
   Tensor t(std::move(shape));

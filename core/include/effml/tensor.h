@@ -70,6 +70,9 @@ class Tensor {
   // ---- factories -------------------------------------------------------------------------
   /// A tensor of `shape` and `dtype` filled with zeros.
   static Tensor zeros(Shape shape, DType dtype = DType::Float32);
+  /// A tensor of `shape` and `dtype` whose values are left uninitialised: for outputs that a
+  /// kernel overwrites completely, where zero-filling would be wasted work.
+  static Tensor empty(Shape shape, DType dtype = DType::Float32);
   /// A float32 tensor of `shape` filled with ones.
   static Tensor ones(Shape shape);
   /// A float32 tensor of `shape` filled with `value`.
@@ -223,6 +226,8 @@ class Tensor {
   bool equal(const Tensor& other) const;
 
  private:
+  struct Uninitialized {};
+  Tensor(Shape shape, DType dtype, Uninitialized);
   void check_dtype(DType want, const char* what) const;
   void allocate();
 

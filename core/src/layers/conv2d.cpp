@@ -10,8 +10,12 @@
 #endif
 
 // Shape letters: N batch, C input channels of one group (Cin/G), F output channels of one group
-// (Cout/G), H x W input image, OH x OW output image, K kernel size, S stride, P padding.
-// cols is (C*K*K, OH*OW): row (c, kh, kw), column (oh, ow).
+// (Cout/G), H x W input image, OH x OW output image, K kernel size, S stride, P padding,
+// Hp x Wp = (H + 2P) x (W + 2P) the padded image, L = (OH - 1) * Wp + OW the wide grid's length.
+// cols is (C*K*K, OH*OW) (or (C*K*K, L) on the wide grid): row (c, kh, kw), column (oh, ow).
+//
+// Four lowerings (choose_lowering): Pointwise (1x1, stride 1, no padding: x is cols), Wide
+// (stride 1: im2col on the wide grid), Strided (plain im2col) and Depthwise (a direct loop).
 
 namespace effml {
 
@@ -47,7 +51,8 @@ void valid_range(int64_t out_size, int64_t in_size, int64_t S, int64_t P, int64_
   lo = std::min(lo, hi);
 }
 
-// x (C, H, W) -> cols (C*K*K, OH*OW), zeros where the window reaches into the padding.
+// x (C, H, W) -> cols (C*K*K, OH*OW), zeros where the window reaches into the padding. Correct
+// for any stride; used for strides above 1 (stride 1 takes the wide grid below).
 void im2col(const float* x, int64_t C, int64_t H, int64_t W, int64_t K, int64_t S, int64_t P,
             int64_t OH, int64_t OW, float* cols) {
   for (int64_t c = 0; c < C; ++c) {
@@ -65,12 +70,7 @@ void im2col(const float* x, int64_t C, int64_t H, int64_t W, int64_t K, int64_t 
           }
           const float* src = x + (c * H + ih) * W - P + kw;  // src[ow*S] is x[c, ih, ow*S-P+kw]
           for (int64_t ow = 0; ow < lo; ++ow) d[ow] = 0.0f;
-          if (S == 1) {  // a contiguous run (cols never overlaps x)
-#pragma omp simd
-            for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow];
-          } else {
-            for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow * S];
-          }
+          for (int64_t ow = lo; ow < hi; ++ow) d[ow] = src[ow * S];
           for (int64_t ow = hi; ow < OW; ++ow) d[ow] = 0.0f;
         }
       }
@@ -92,12 +92,7 @@ void col2im_add(const float* cols, int64_t C, int64_t H, int64_t W, int64_t K, i
           if (ih < 0 || ih >= H) continue;
           const float* d = row + oh * OW;
           float* dst = dx + (c * H + ih) * W - P + kw;
-          if (S == 1) {  // a contiguous run (cols never overlaps dx)
-#pragma omp simd
-            for (int64_t ow = lo; ow < hi; ++ow) dst[ow] += d[ow];
-          } else {
-            for (int64_t ow = lo; ow < hi; ++ow) dst[ow * S] += d[ow];
-          }
+          for (int64_t ow = lo; ow < hi; ++ow) dst[ow * S] += d[ow];
         }
       }
     }
@@ -112,7 +107,9 @@ void col2im_add(const float* cols, int64_t C, int64_t H, int64_t W, int64_t K, i
 //   cols_wide[(c, kh, kw), i] = xpad[c, 0, 0][i + kh * Wp + kw]   for i in [0, L),
 //   L = (OH - 1) * Wp + OW,
 // so im2col is C*K*K long copies instead of C*K*K*OH short ones, and col2im is as many long
-// vectorized adds. The products are (Wp / OW) times larger, a good trade when OW is small.
+// vectorized adds. The products grow by about Wp / OW = (W + 2P) / (W + 2P - K + 1): little
+// unless the kernel is large for the image (LeNet-5: 1.14 and 1.4), while the short copies
+// they replace cost more than the products on small images.
 
 // xpad (C, H + 2P, W + 2P) = x (C, H, W) with a border of P zeros.
 void pad_planes(const float* x, int64_t C, int64_t H, int64_t W, int64_t P, float* xpad) {
@@ -233,7 +230,7 @@ void depthwise_backward(const DepthwiseDims& d, const float* x, const float* w, 
         const float* g = dyo + oh * OW;
         for (int64_t kh = 0; kh < K; ++kh) {
           const float* xrow = xpad + (oh * S + kh) * Wp;
-          float* dxrow = dxpad + (oh * S + kh) * Wp;
+          float* dxrow = dx ? dxpad + (oh * S + kh) * Wp : nullptr;
           for (int64_t kw = 0; kw < K; ++kw) {
             float acc = 0.0f;
             for (int64_t ow = 0; ow < OW; ++ow) acc += g[ow] * xrow[ow * S + kw];

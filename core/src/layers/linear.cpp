@@ -24,7 +24,7 @@ int64_t Linear::macs(const Shape& in) const { return output_shape(in)[0] * in_ *
 
 Tensor Linear::forward(const Tensor& x) {
   const int64_t n = output_shape(x.shape())[0];
-  Tensor y({n, out_});
+  Tensor y = Tensor::empty({n, out_});
   // y (N, out) = x (N, in) * W^T (in, out)
   gemm(false, true, n, out_, in_, 1.0f, x.data(), in_, weight.value.data(), in_, 0.0f, y.data(),
        out_);
@@ -34,7 +34,8 @@ Tensor Linear::forward(const Tensor& x) {
     for (int64_t i = 0; i < n; ++i)
       for (int64_t o = 0; o < out_; ++o) py[i * out_ + o] += b[o];
   }
-  if (training_) x_ = x;
+  // Cache the input for backward; an evaluation-mode forward drops a stale one.
+  x_ = training_ ? x : Tensor();
   return y;
 }
 
@@ -52,7 +53,7 @@ Tensor Linear::backward(const Tensor& dy) {
       for (int64_t o = 0; o < out_; ++o) db[o] += pdy[i * out_ + o];
   }
   if (!needs_input_grad) return Tensor(Shape{0});
-  Tensor dx({n, in_});
+  Tensor dx = Tensor::empty({n, in_});
   // dx (N, in) = dy (N, out) * W (out, in)
   gemm(false, false, n, in_, out_, 1.0f, dy.data(), out_, weight.value.data(), in_, 0.0f,
        dx.data(), in_);

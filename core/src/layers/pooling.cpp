@@ -1,6 +1,7 @@
 #include "effml/layers/pooling.h"
 
 #include <algorithm>
+#include <cmath>
 
 // Shape letters: N batch, C channels, H x W input plane, OH x OW output plane, K window size,
 // S stride, P padding. Every (n, c) plane is independent: the loops over planes run in parallel.
@@ -28,6 +29,15 @@ Shape pool_output_shape(const std::string& layer, int64_t k, int64_t s, int64_t 
               layer << ": input " << shape_str(in) << " is smaller than the window " << k << "x"
                     << k << " even with padding " << p);
   return {in[0], in[1], (in[2] + 2 * p - k) / s + 1, (in[3] + 2 * p - k) / s + 1};
+}
+
+// Output columns ow in [lo, hi) whose input column ow*S - P + k lies inside [0, W).
+void valid_cols(int64_t OW, int64_t W, int64_t S, int64_t P, int64_t k, int64_t& lo, int64_t& hi) {
+  const int64_t a = P - k;
+  lo = a <= 0 ? 0 : (a + S - 1) / S;
+  const int64_t b = W - 1 + P - k;
+  hi = b < 0 ? 0 : std::min(OW, b / S + 1);
+  lo = std::min(lo, hi);
 }
 
 std::string pool_describe(const char* name, int64_t k, int64_t s, int64_t p) {
@@ -69,15 +79,30 @@ Tensor MaxPool2d::forward(const Tensor& x) {
       const int64_t h0 = std::max<int64_t>(oh * S - P, 0), h1 = std::min(oh * S - P + K, H);
       for (int64_t ow = 0; ow < OW; ++ow) {
         const int64_t w0 = std::max<int64_t>(ow * S - P, 0), w1 = std::min(ow * S - P + K, W);
-        // P <= K/2 guarantees at least one inside position; strict '>' keeps the first maximum.
+        // As PyTorch: start from the window's first inside position (P <= K/2 guarantees one);
+        // a value replaces the maximum only when strictly greater, so the first of equal maxima
+        // wins. The comparison is branch-free (random data would mispredict a branch half the
+        // time); NaN, which it never takes, is handled after the window.
         int64_t best = h0 * W + w0;
         float v = xp[best];
+        bool nan = false;
         for (int64_t ih = h0; ih < h1; ++ih)
-          for (int64_t iw = w0; iw < w1; ++iw)
-            if (xp[ih * W + iw] > v) {
-              v = xp[ih * W + iw];
-              best = ih * W + iw;
-            }
+          for (int64_t iw = w0; iw < w1; ++iw) {
+            const float val = xp[ih * W + iw];
+            const bool take = val > v;
+            v = take ? val : v;
+            best = take ? ih * W + iw : best;
+            nan |= std::isnan(val);
+          }
+        if (nan) {
+          // As PyTorch, a NaN propagates: the last NaN of the window is the maximum.
+          for (int64_t ih = h0; ih < h1; ++ih)
+            for (int64_t iw = w0; iw < w1; ++iw)
+              if (std::isnan(xp[ih * W + iw])) {
+                v = xp[ih * W + iw];
+                best = ih * W + iw;
+              }
+        }
         const int64_t o = (q * OH + oh) * OW + ow;
         py[o] = v;
         if (pa) pa[o] = static_cast<int32_t>(best);
@@ -125,21 +150,27 @@ Tensor AvgPool2d::forward(const Tensor& x) {
   // count_include_pad: with ceil_mode off every window lies inside the padded plane, so the
   // divisor is always K*K.
   const float scale = 1.0f / static_cast<float>(K * K);
-  Tensor y(os);
+  Tensor y(os);  // zeros: the window sums accumulate into it
   const float* px = x.data();
   float* py = y.data();
+  // One output row at a time, window position by window position: the innermost loop runs along
+  // the row and vectorizes.
 #pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
   for (int64_t q = 0; q < planes; ++q) {
     const float* xp = px + q * H * W;
     for (int64_t oh = 0; oh < OH; ++oh) {
-      const int64_t h0 = std::max<int64_t>(oh * S - P, 0), h1 = std::min(oh * S - P + K, H);
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        const int64_t w0 = std::max<int64_t>(ow * S - P, 0), w1 = std::min(ow * S - P + K, W);
-        float s = 0.0f;
-        for (int64_t ih = h0; ih < h1; ++ih)
-          for (int64_t iw = w0; iw < w1; ++iw) s += xp[ih * W + iw];
-        py[(q * OH + oh) * OW + ow] = s * scale;
+      float* yrow = py + (q * OH + oh) * OW;
+      for (int64_t kh = 0; kh < K; ++kh) {
+        const int64_t ih = oh * S - P + kh;
+        if (ih < 0 || ih >= H) continue;
+        for (int64_t kw = 0; kw < K; ++kw) {
+          int64_t lo, hi;
+          valid_cols(OW, W, S, P, kw, lo, hi);
+          const float* src = xp + ih * W - P + kw;  // src[ow*S] is x[ih, ow*S - P + kw]
+          for (int64_t ow = lo; ow < hi; ++ow) yrow[ow] += src[ow * S];
+        }
       }
+      for (int64_t ow = 0; ow < OW; ++ow) yrow[ow] *= scale;
     }
   }
   in_shape_ = x.shape();
@@ -162,12 +193,16 @@ Tensor AvgPool2d::backward(const Tensor& dy) {
   for (int64_t q = 0; q < planes; ++q) {
     float* dxp = pdx + q * H * W;
     for (int64_t oh = 0; oh < OH; ++oh) {
-      const int64_t h0 = std::max<int64_t>(oh * S - P, 0), h1 = std::min(oh * S - P + K, H);
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        const int64_t w0 = std::max<int64_t>(ow * S - P, 0), w1 = std::min(ow * S - P + K, W);
-        const float g = pdy[(q * OH + oh) * OW + ow] * scale;
-        for (int64_t ih = h0; ih < h1; ++ih)
-          for (int64_t iw = w0; iw < w1; ++iw) dxp[ih * W + iw] += g;
+      const float* g = pdy + (q * OH + oh) * OW;
+      for (int64_t kh = 0; kh < K; ++kh) {
+        const int64_t ih = oh * S - P + kh;
+        if (ih < 0 || ih >= H) continue;
+        for (int64_t kw = 0; kw < K; ++kw) {
+          int64_t lo, hi;
+          valid_cols(OW, W, S, P, kw, lo, hi);
+          float* dst = dxp + ih * W - P + kw;  // dst[ow*S] is dx[ih, ow*S - P + kw]
+          for (int64_t ow = lo; ow < hi; ++ow) dst[ow * S] += g[ow] * scale;
+        }
       }
     }
   }

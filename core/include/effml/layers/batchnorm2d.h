@@ -11,7 +11,8 @@ namespace effml {
 ///
 /// Training mode, with \f$ m = N H W \f$ values per channel c:
 /// \f[ \mu_c = \frac{1}{m} \sum x, \quad \sigma^2_c = \frac{1}{m} \sum (x - \mu_c)^2, \quad
-///     \hat{x} = \frac{x - \mu_c}{\sqrt{\sigma^2_c + \epsilon}}, \quad y = \gamma_c \hat{x} + \beta_c \f]
+///     \hat{x} = \frac{x - \mu_c}{\sqrt{\sigma^2_c + \epsilon}}, \quad
+///     y = \gamma_c \hat{x} + \beta_c \f]
 /// and the running statistics move towards the batch's:
 /// \f$ \bar\mu \leftarrow (1 - \alpha) \bar\mu + \alpha \mu_c \f$,
 /// \f$ \bar\sigma^2 \leftarrow (1 - \alpha) \bar\sigma^2 + \alpha \frac{m}{m-1} \sigma^2_c \f$
@@ -22,8 +23,9 @@ namespace effml {
 /// Backward in training mode goes through the batch mean and variance:
 /// \f[ dx = \frac{\gamma_c}{m \sqrt{\sigma^2_c + \epsilon}}
 ///     \Big( m\,dy - \sum dy - \hat{x} \sum dy\,\hat{x} \Big) \f]
-/// and in evaluation mode it is the affine map's, \f$ dx = dy\,\gamma_c / \sqrt{\bar\sigma^2_c + \epsilon} \f$.
-/// In both, \f$ d\gamma_c \mathrel{+}= \sum dy\,\hat{x} \f$ and \f$ d\beta_c \mathrel{+}= \sum dy \f$.
+/// and in evaluation mode it is the affine map's,
+/// \f$ dx = dy\,\gamma_c / \sqrt{\bar\sigma^2_c + \epsilon} \f$. In both,
+/// \f$ d\gamma_c \mathrel{+}= \sum dy\,\hat{x} \f$ and \f$ d\beta_c \mathrel{+}= \sum dy \f$.
 /// Unlike the other layers, forward caches \f$ \hat{x} \f$ in evaluation mode too, so that the
 /// evaluation-mode backward is available.
 ///

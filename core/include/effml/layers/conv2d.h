@@ -21,11 +21,15 @@ namespace effml {
 /// cols (Cin/G * K * K, OH * OW) holds the receptive field of every output pixel in a column, and
 /// \f$ y_{n,g} = W_g \cdot \mathrm{cols} \f$ with \f$ W_g \f$ viewed as (Cout/G, Cin/G * K * K).
 /// Backward: \f$ dW_g \mathrel{+}= dy_{n,g} \cdot \mathrm{cols}^T \f$ and
-/// \f$ dx_{n,g} = \mathrm{col2im}(W_g^T \cdot dy_{n,g}) \f$; \f$ db_o \mathrel{+}= \sum_{n,i,j} dy_{n,o,i,j} \f$.
-/// A depthwise convolution (Cin/G == 1) uses a direct loop instead, since its products are
-/// single rows. Samples of a large enough call are spread over the core's threads; the weight
-/// gradient is summed per thread and then in thread order, so results are deterministic for a
-/// given thread count.
+/// \f$ dx_{n,g} = \mathrm{col2im}(W_g^T \cdot dy_{n,g}) \f$;
+/// \f$ db_o \mathrel{+}= \sum_{n,i,j} dy_{n,o,i,j} \f$.
+/// With stride 1, cols is built on a "wide" output grid whose rows have the padded input's width
+/// (a few scratch columns per row), so that each row of cols is one contiguous copy of the padded
+/// input; a 1x1 kernel with stride 1 and no padding uses the input itself as cols. A depthwise
+/// convolution (Cin/G == 1) uses a direct loop instead, since its products would be single rows.
+/// Samples of a large enough call are spread over the core's threads; the weight gradient is
+/// summed per thread and then in thread order, so results are deterministic for a given thread
+/// count.
 class Conv2d : public Module {
  public:
   /// Weights start at zero; call an initializer or load a checkpoint.
@@ -40,7 +44,8 @@ class Conv2d : public Module {
   std::string describe() const override;
   /// (N, Cout, OH, OW); throws unless the input is (N, Cin, H, W) with H + 2P >= K and W + 2P >= K.
   Shape output_shape(const Shape& in) const override;
-  /// \f$ N \cdot C_{out} \cdot OH \cdot OW \cdot (C_{in}/G) \cdot K^2 \f$ (the bias is not counted).
+  /// \f$ N \cdot C_{out} \cdot OH \cdot OW \cdot (C_{in}/G) \cdot K^2 \f$ (the bias is not
+  /// counted).
   int64_t macs(const Shape& in) const override;
   std::vector<std::pair<std::string, Parameter*>> local_parameters() override;
 

@@ -45,7 +45,8 @@ class MaxPool2d : public Module {
 ///
 /// Shapes as MaxPool2d. Every window is divided by \f$ K^2 \f$, padding included:
 /// \f$ y_{n,c,i,j} = \frac{1}{K^2} \sum_{k_h, k_w} x_{n,c,\,iS - P + k_h,\,jS - P + k_w} \f$
-/// (x is zero in the padding). Backward spreads \f$ dy / K^2 \f$ over the window's inside positions.
+/// (x is zero in the padding). Backward spreads \f$ dy / K^2 \f$ over the window's inside
+/// positions.
 class AvgPool2d : public Module {
  public:
   /// stride = -1 means stride = kernel_size, as PyTorch's default. Requires padding <= K/2.
@@ -67,7 +68,8 @@ class AvgPool2d : public Module {
   Shape in_shape_;
 };
 
-/// Mean over each whole plane: (N, C, H, W) -> (N, C), \f$ y_{n,c} = \frac{1}{HW} \sum_{i,j} x_{n,c,i,j} \f$.
+/// Mean over each whole plane: (N, C, H, W) -> (N, C),
+/// \f$ y_{n,c} = \frac{1}{HW} \sum_{i,j} x_{n,c,i,j} \f$.
 ///
 /// The same as PyTorch's nn.AdaptiveAvgPool2d(1) followed by nn.Flatten() (so a checkpoint's
 /// following Linear layer matches without a separate Flatten). Backward: \f$ dx = dy / (HW) \f$.
