@@ -566,17 +566,47 @@ std::string describe_failure(const ChildFailure& failure, const ChildPlan& plan)
 
 // ---------------------------------------------------------------------------------------------
 // bubblewrap command line.
+//
+// bubblewrap applies its mount options in argument order, each on top of what the earlier ones
+// made. The view is therefore written as one list sorted from the shallowest path to the deepest,
+// with the sandbox's own mounts (the read-only host `/`, then a private `/dev`, `/proc` and `/tmp`)
+// first among equals. So the private /tmp is in place before a workdir or read-only path under
+// /tmp is bound on top of it (bubblewrap creates the directories above such a path, empty, in the
+// private /tmp), a read-only path inside a hidden one stays visible, and a hidden path inside the
+// workdir or a read-only path is covered after that path is bound.
 
 struct BwrapMount {
-  enum Kind { kWritable, kReadOnly, kHiddenDir, kHiddenFile } kind;
+  enum Kind {
+    kHostRoot,     // the host's `/`, read-only
+    kPrivateDev,   // a minimal /dev of the sandbox's own
+    kPrivateProc,  // the /proc of the sandbox's PID namespace
+    kPrivateTmp,   // an empty tmpfs, SandboxLimits::file_bytes large
+    kWritable,     // the workdir
+    kReadOnly,     // SandboxOptions::readonly_paths and the program
+    kHiddenDir,    // covered by an empty read-only tmpfs
+    kHiddenFile    // covered by a device node that cannot be opened (binds are nodev)
+  } kind;
   fs::path path;
 };
 
-std::vector<std::string> bwrap_command(const std::string& bwrap, const SandboxOptions& options,
-                                       const SandboxLimits& limits, const std::string& program,
-                                       const fs::path& workdir) {
-  std::vector<BwrapMount> mounts;
-  mounts.push_back({BwrapMount::kWritable, workdir});
+// True for a mount that shows nothing of the host below it.
+bool shows_nothing_of_host(BwrapMount::Kind kind) {
+  return kind == BwrapMount::kPrivateDev || kind == BwrapMount::kPrivateProc ||
+         kind == BwrapMount::kPrivateTmp || kind == BwrapMount::kHiddenDir ||
+         kind == BwrapMount::kHiddenFile;
+}
+
+// The mounts of the sandbox's view in the order bubblewrap must apply them. A hidden path that the
+// view would not show anyway (under the private /tmp and outside every bound path, say) gets no
+// mount: covering it would only create its mount point, and so reveal its name, in the private
+// /tmp.
+std::vector<BwrapMount> bwrap_mounts(const SandboxOptions& options, const std::string& program,
+                                     const fs::path& workdir) {
+  std::vector<BwrapMount> mounts = {{BwrapMount::kHostRoot, "/"},
+                                    {BwrapMount::kPrivateDev, "/dev"},
+                                    {BwrapMount::kPrivateProc, "/proc"},
+                                    {BwrapMount::kPrivateTmp, "/tmp"},
+                                    {BwrapMount::kWritable, workdir}};
   for (const std::string& p : options.readonly_paths) {
     mounts.push_back({BwrapMount::kReadOnly, fs::canonical(p)});
   }
@@ -589,25 +619,48 @@ std::vector<std::string> bwrap_command(const std::string& bwrap, const SandboxOp
     bool dir = fs::is_directory(hidden, ec);
     mounts.push_back({dir ? BwrapMount::kHiddenDir : BwrapMount::kHiddenFile, hidden});
   }
-  // Parents before children, so the most specific rule wins (a read-only path inside a hidden
-  // one stays visible; a hidden path inside the workdir stays hidden).
+  // Stable: at equal depth the sandbox's own mounts, listed first, stay first.
   std::stable_sort(mounts.begin(), mounts.end(), [](const BwrapMount& a, const BwrapMount& b) {
     return path_depth(a.path) < path_depth(b.path);
   });
 
-  std::vector<std::string> cmd = {bwrap,         "--unshare-all", "--die-with-parent",
-                                  "--new-session", "--cap-drop",   "ALL",
-                                  "--ro-bind",     "/",            "/",
-                                  "--dev",         "/dev",         "--proc",
-                                  "/proc"};
-  if (limits.file_bytes > 0) {
-    cmd.insert(cmd.end(), {"--size", std::to_string(limits.file_bytes)});
-  }
-  cmd.insert(cmd.end(), {"--tmpfs", "/tmp"});
-  std::vector<std::string> remount;
+  std::vector<BwrapMount> ordered;
   for (const BwrapMount& m : mounts) {
+    if (m.kind == BwrapMount::kHiddenDir || m.kind == BwrapMount::kHiddenFile) {
+      // What shows at this path is decided by the deepest mount so far that contains it (the
+      // later one of two at the same path). The host's `/` contains every path.
+      const BwrapMount* cover = &ordered.front();
+      for (const BwrapMount& earlier : ordered) {
+        if (is_within(m.path, earlier.path) &&
+            path_depth(earlier.path) >= path_depth(cover->path)) {
+          cover = &earlier;
+        }
+      }
+      if (shows_nothing_of_host(cover->kind)) continue;
+    }
+    ordered.push_back(m);
+  }
+  return ordered;
+}
+
+std::vector<std::string> bwrap_command(const std::string& bwrap, const SandboxOptions& options,
+                                       const SandboxLimits& limits, const std::string& program,
+                                       const fs::path& workdir) {
+  std::vector<std::string> cmd = {bwrap, "--unshare-all", "--die-with-parent", "--new-session",
+                                  "--cap-drop", "ALL"};
+  std::vector<std::string> remount;
+  for (const BwrapMount& m : bwrap_mounts(options, program, workdir)) {
     const std::string p = m.path.string();
     switch (m.kind) {
+      case BwrapMount::kHostRoot: cmd.insert(cmd.end(), {"--ro-bind", p, p}); break;
+      case BwrapMount::kPrivateDev: cmd.insert(cmd.end(), {"--dev", p}); break;
+      case BwrapMount::kPrivateProc: cmd.insert(cmd.end(), {"--proc", p}); break;
+      case BwrapMount::kPrivateTmp:
+        if (limits.file_bytes > 0) {
+          cmd.insert(cmd.end(), {"--size", std::to_string(limits.file_bytes)});
+        }
+        cmd.insert(cmd.end(), {"--tmpfs", p});
+        break;
       case BwrapMount::kWritable: cmd.insert(cmd.end(), {"--bind", p, p}); break;
       case BwrapMount::kReadOnly: cmd.insert(cmd.end(), {"--ro-bind", p, p}); break;
       case BwrapMount::kHiddenFile: cmd.insert(cmd.end(), {"--ro-bind", "/dev/null", p}); break;

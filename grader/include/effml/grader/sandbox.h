@@ -29,6 +29,13 @@
 ///   read-only, and each of SandboxOptions::hidden_paths covered: a directory by an empty
 ///   read-only tmpfs, a file by a device node that cannot be opened. When the program's first
 ///   process exits, the PID namespace ends and every process in it dies.
+/// - The view is built from the shallowest path to the deepest, the private `/dev`, `/proc` and
+///   `/tmp` first, so the most specific rule wins wherever the paths lie: a workdir or read-only
+///   path under `/tmp` is bound on top of the private `/tmp` (the directories above it appear
+///   there, empty, and nothing else of the host's `/tmp`); a read-only path (or the program)
+///   inside a hidden directory stays visible; a hidden path inside the workdir or a read-only path
+///   stays hidden. A hidden path that the view does not show anyway (under the private `/tmp`
+///   outside every bound path, say) is left alone, so not even its name appears.
 ///
 /// **What is lost without bubblewrap.** The network is reachable; the whole file system is
 /// visible, with only its permissions (as the unprivileged user, when the grader is root) standing
@@ -91,7 +98,8 @@ struct SandboxOptions {
   /// `/usr/local/bin:/usr/bin:/bin`). The program receives `argv[0]` as given without bubblewrap,
   /// and the resolved path with it.
   std::vector<std::string> argv;
-  /// Existing directory where the child starts and may write (its scratch space).
+  /// Existing directory where the child starts and may write (its scratch space); under `/tmp`
+  /// or elsewhere.
   std::string workdir;
   /// Extra paths the child may read but not write, for paths that the sandbox's view would hide
   /// otherwise (anything under `/tmp`, or inside a hidden path). Must exist.
