@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   effml::cli::add_train_command(app);
   effml::cli::add_eval_command(app);
   effml::cli::add_info_command(app);
+  effml::cli::add_grade_command(app);
+  effml::cli::add_fixtures_command(app);
   effml::cli::set_command_line(argc, argv);
   try {
     app.parse(argc, argv);
