@@ -13,6 +13,12 @@ void add_info_command(CLI::App& app);
 void add_grade_command(CLI::App& app);
 /// `effml fixtures LAB`: regenerates a lab's public fixtures (grader/cli/cmd_fixtures.cpp).
 void add_fixtures_command(CLI::App& app);
+/// `effml batch DIR`: grades a folder of submissions (grader/cli/cmd_batch.cpp).
+void add_batch_command(CLI::App& app);
+/// `effml release --out DIR`: writes the student repository (grader/cli/cmd_release.cpp).
+void add_release_command(CLI::App& app);
+/// `effml ci-template --out DIR`: writes the CI templates (grader/cli/cmd_ci.cpp).
+void add_ci_template_command(CLI::App& app);
 
 /// The whole command line as typed, recorded in checkpoints' metadata.
 const std::string& command_line();

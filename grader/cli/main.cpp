@@ -29,6 +29,9 @@ int main(int argc, char** argv) {
   effml::cli::add_info_command(app);
   effml::cli::add_grade_command(app);
   effml::cli::add_fixtures_command(app);
+  effml::cli::add_batch_command(app);
+  effml::cli::add_release_command(app);
+  effml::cli::add_ci_template_command(app);
   effml::cli::set_command_line(argc, argv);
   try {
     app.parse(argc, argv);
