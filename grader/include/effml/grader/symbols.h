@@ -38,6 +38,7 @@ std::set<std::string> parse_nm_defined(const std::string& nm_output);
 std::string demangle(const std::string& symbol);
 
 /// Checks every undefined symbol of `objects` against the allow-list above.
+/// \param objects     the undefined symbols of each of the student's object files (parse_nm_objects)
 /// \param core        the names the core library defines
 /// \param runtime     the names the C/C++ runtime libraries export
 /// \param forbidden   prefixes of demangled names that are not allowed even though the core
