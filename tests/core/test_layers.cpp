@@ -105,6 +105,12 @@ const ConvCfg kConvConfigs[] = {
     {1, 6, 5, 1, 2, 1, true, {8, 1, 28, 28}},   // LeNet-5 conv1
     {6, 16, 5, 1, 0, 1, true, {8, 6, 14, 14}},  // LeNet-5 conv2
     {16, 16, 3, 1, 1, 16, true, {16, 16, 16, 16}},  // depthwise, parallel
+    // Stride 1 with C*K*K >= 32 and 16 or more samples per thread takes the sample-interleaved
+    // kernels; odd batch sizes leave a partial block of samples.
+    {6, 16, 5, 1, 0, 1, true, {20, 6, 14, 14}},
+    {16, 32, 3, 1, 1, 1, false, {17, 16, 7, 7}},
+    {8, 16, 3, 1, 1, 2, true, {33, 8, 12, 12}},
+    {16, 8, 3, 1, 1, 1, false, {50, 16, 9, 11}},
 };
 
 }  // namespace

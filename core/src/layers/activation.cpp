@@ -2,26 +2,43 @@
 
 namespace effml {
 
+// Backward needs only where y > 0 (exactly where x > 0), so a training-mode forward caches that
+// mask, one byte per element, in y_ (an int8 tensor of y's shape), instead of a copy of y: a
+// quarter of the memory traffic, on the largest activations of a network. The mask's storage is
+// reused from call to call while the shape stays the same.
+
 Tensor ReLU::forward(const Tensor& x) {
   Tensor y = Tensor::empty(x.shape());
   const float* px = x.data();
   float* py = y.data();
   const int64_t n = x.numel();
+  if (!training_) {
+    y_ = Tensor();
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) py[i] = px[i] > 0.0f ? px[i] : 0.0f;
-  y_ = training_ ? y : Tensor();
+    for (int64_t i = 0; i < n; ++i) py[i] = px[i] > 0.0f ? px[i] : 0.0f;
+    return y;
+  }
+  if (y_.dtype() != DType::Int8 || y_.shape() != x.shape())
+    y_ = Tensor::empty(x.shape(), DType::Int8);
+  int8_t* positive = y_.data_i8();
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t i = 0; i < n; ++i) {
+    const bool p = px[i] > 0.0f;
+    py[i] = p ? px[i] : 0.0f;
+    positive[i] = static_cast<int8_t>(p);
+  }
   return y;
 }
 
 Tensor ReLU::backward(const Tensor& dy) {
   check_shape(dy, y_.shape(), "ReLU backward: dy");
   Tensor dx = Tensor::empty(dy.shape());
-  const float* py = y_.data();
+  const int8_t* positive = y_.numel() > 0 ? y_.data_i8() : nullptr;
   const float* pdy = dy.data();
   float* pdx = dx.data();
   const int64_t n = dy.numel();
 #pragma omp parallel for schedule(static) if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) pdx[i] = py[i] > 0.0f ? pdy[i] : 0.0f;
+  for (int64_t i = 0; i < n; ++i) pdx[i] = positive[i] ? pdy[i] : 0.0f;
   return dx;
 }
 

@@ -46,8 +46,8 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
   if (training_)
     EFFML_CHECK(m > 1, describe() << ": training mode needs more than one value per channel, got "
                                   "input " << x.shape_str());
-  Tensor y(x.shape());
-  Tensor xhat(x.shape());
+  Tensor y = Tensor::empty(x.shape());  // y and xhat are written in full below
+  Tensor xhat = Tensor::empty(x.shape());
   std::vector<float> invstd(static_cast<std::size_t>(C));
   const float* px = x.data();
   const float* gamma = weight.value.data();
@@ -113,7 +113,7 @@ Tensor BatchNorm2d::backward(const Tensor& dy) {
   const int64_t N = dy.size(0), C = c_, HW = dy.size(2) * dy.size(3);
   const double m = static_cast<double>(N * HW);
   const bool want_dx = needs_input_grad;
-  Tensor dx = want_dx ? Tensor(dy.shape()) : Tensor(Shape{0});
+  Tensor dx = want_dx ? Tensor::empty(dy.shape()) : Tensor(Shape{0});  // written in full below
   const float* pdy = dy.data();
   const float* ph = xhat_.data();
   const float* gamma = weight.value.data();

@@ -1,9 +1,20 @@
 #include "effml/layers/conv2d.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "effml/gemm.h"
+#include "effml/parallel.h"
+
+// xsimd, the SIMD layer of xtensor, gives the register tiles below one portable vector type
+// (16 floats with AVX-512, 8 with AVX2, 4 with SSE or NEON).
+#if defined(__SSE2__) || defined(__ARM_NEON) || defined(__aarch64__)
+#include <xsimd/xsimd.hpp>
+#define EFFML_CONV_XSIMD 1
+#else
+#define EFFML_CONV_XSIMD 0
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -11,11 +22,11 @@
 
 // Shape letters: N batch, C input channels of one group (Cin/G), F output channels of one group
 // (Cout/G), H x W input image, OH x OW output image, K kernel size, S stride, P padding,
-// Hp x Wp = (H + 2P) x (W + 2P) the padded image, L = (OH - 1) * Wp + OW the wide grid's length.
-// cols is (C*K*K, OH*OW) (or (C*K*K, L) on the wide grid): row (c, kh, kw), column (oh, ow).
+// T = C*K*K the taps of one output channel, Hp x Wp = (H + 2P) x (W + 2P) the padded image.
 //
-// Four lowerings (choose_lowering): Pointwise (1x1, stride 1, no padding: x is cols), Wide
-// (stride 1: im2col on the wide grid), Strided (plain im2col) and Depthwise (a direct loop).
+// Four lowerings (choose_lowering): Wide (stride 1: register tiles on the wide grid, below),
+// Pointwise (1x1, stride 1, no padding: x is the column matrix of a matrix product), Strided
+// (im2col and a matrix product) and Depthwise (a direct loop).
 
 namespace effml {
 
@@ -41,6 +52,14 @@ int team_size() {
 #endif
 }
 
+// Samples [begin, end) of this thread: contiguous chunks in thread order, so that a fixed thread
+// count always gives each thread the same samples (and the same partial sums).
+void thread_chunk(int64_t N, int64_t& begin, int64_t& end) {
+  const int64_t t = thread_id(), T = team_size();
+  begin = N * t / T;
+  end = N * (t + 1) / T;
+}
+
 // Output positions o in [lo, hi) whose input position o*S - P + k lies inside [0, size).
 void valid_range(int64_t out_size, int64_t in_size, int64_t S, int64_t P, int64_t k, int64_t& lo,
                  int64_t& hi) {
@@ -51,8 +70,10 @@ void valid_range(int64_t out_size, int64_t in_size, int64_t S, int64_t P, int64_
   lo = std::min(lo, hi);
 }
 
-// x (C, H, W) -> cols (C*K*K, OH*OW), zeros where the window reaches into the padding. Correct
-// for any stride; used for strides above 1 (stride 1 takes the wide grid below).
+// ---- strided: im2col and a matrix product ----------------------------------------------------
+
+// x (C, H, W) -> cols (C*K*K, OH*OW): row (c, kh, kw), column (oh, ow); zeros where the window
+// reaches into the padding.
 void im2col(const float* x, int64_t C, int64_t H, int64_t W, int64_t K, int64_t S, int64_t P,
             int64_t OH, int64_t OW, float* cols) {
   for (int64_t c = 0; c < C; ++c) {
@@ -99,17 +120,340 @@ void col2im_add(const float* cols, int64_t C, int64_t H, int64_t W, int64_t K, i
   }
 }
 
-// ---- stride 1: im2col on the "wide" grid ---------------------------------------------------
-// With stride 1, im2col's rows are shifted windows of the zero-padded input xpad (C, Hp, Wp),
-// Hp = H + 2P, Wp = W + 2P. Laying the output out on a wide grid (OH, Wp), where output (oh, ow)
-// sits at oh * Wp + ow (the columns ow >= OW are scratch), makes every row a single contiguous
-// run of xpad:
-//   cols_wide[(c, kh, kw), i] = xpad[c, 0, 0][i + kh * Wp + kw]   for i in [0, L),
-//   L = (OH - 1) * Wp + OW,
-// so im2col is C*K*K long copies instead of C*K*K*OH short ones, and col2im is as many long
-// vectorized adds. The products grow by about Wp / OW = (W + 2P) / (W + 2P - K + 1): little
-// unless the kernel is large for the image (LeNet-5: 1.14 and 1.4), while the short copies
-// they replace cost more than the products on small images.
+// ---- stride 1: register tiles on the "wide" grid ---------------------------------------------
+// Lay one sample's output out on a "wide" grid of OH rows of Wp positions: output (oh, ow) sits
+// at p = oh * Wp + ow, and the positions with ow >= OW are scratch. Then the input that tap
+// t = (c, kh, kw) multiplies at position p is xpad[p + off_t] in the flat zero-padded image,
+// off_t = c * Hp * Wp + kh * Wp + kw: consecutive outputs read consecutive inputs, for every tap.
+// So the three products of a convolution read their operands in place, and the column matrix
+// of im2col (cols[t][p] = xpad[off_t + p]) is never written:
+//   forward  y_wide[f][p] = sum_t W[f][t] * xpad[off_t + p]
+//   weights  dW[f][t]    += sum_p dy_wide[f][p] * xpad[off_t + p]   (dy_wide: zeros at scratch)
+//   input    dcols[t][p]  = sum_f W[f][t] * dy_wide[f][p],  then  dxpad[off_t + p] += dcols[t][p]
+// Each runs as register tiles (below): a block of outputs stays in registers while its whole
+// reduction streams through, each vector load feeding several fused multiply-adds, as in the
+// micro-kernel of a matrix-product library, minus the packing. The grid holds
+// L = (OH - 1) * Wp + OW positions, rounded up to whole vectors (the last vector reads the zeros
+// that follow the image).
+//
+// The scratch positions cost (Wp - OW) / OW more work: 14% in LeNet-5's first layer, 40% in its
+// second (a 5x5 kernel on 14x14 inputs), and the taps' loads mostly straddle cache lines. So a
+// thread with kVec samples left interleaves them when each output sums enough products
+// (interleave(), below): a block x_b (Cin, Hp, Wp, NB) with NB = kVec holds one vector per pixel,
+// one value per sample. Position p = (oh * Wp + ow) * NB + n is output (oh, ow) of sample n, tap
+// t reads p + off_t with off_t = ((c * Hp + kh) * Wp + kw) * NB, every load is aligned, and each
+// output row is a run of OW * NB positions with no scratch at all; the price is transposing the
+// inputs and outputs in and out of the block. A single sample is the same layout with NB = 1,
+// its output rows merged into one run over the wide grid.
+
+#if EFFML_CONV_XSIMD
+using Vec = xsimd::batch<float>;  // one SIMD register of floats
+inline Vec vload(const float* p) { return Vec::load_unaligned(p); }
+inline void vstore(float* p, const Vec& v) { v.store_unaligned(p); }
+inline Vec vfma(const Vec& a, const Vec& b, const Vec& c) { return xsimd::fma(a, b, c); }
+inline float vsum(const Vec& v) { return xsimd::hadd(v); }
+#else
+using Vec = float;  // no SIMD instruction set: one float per "vector", the same loops
+inline Vec vload(const float* p) { return *p; }
+inline void vstore(float* p, Vec v) { *p = v; }
+inline Vec vfma(Vec a, Vec b, Vec c) { return a * b + c; }
+inline float vsum(Vec v) { return v; }
+#endif
+constexpr int64_t kVec = static_cast<int64_t>(sizeof(Vec) / sizeof(float));  // floats per Vec
+
+// The tiles' short loops over rows and vectors must be unrolled completely, or GCC keeps the
+// accumulator arrays in memory instead of registers.
+#if defined(__GNUC__)
+#define EFFML_UNROLL _Pragma("GCC unroll 8")
+#else
+#define EFFML_UNROLL
+#endif
+
+// GCC turns a vector that several multiply-adds use into a memory operand of each of them, one
+// load per use, which leaves the weight-gradient tile waiting on loads (17% slower on LeNet-5's
+// first layer). An empty asm statement that may change the vector in its register keeps it
+// there; other compilers and targets need no such hint.
+#if EFFML_CONV_XSIMD && defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+inline void keep_in_register(Vec& v) { asm("" : "+v"(v.data)); }
+#else
+inline void keep_in_register(Vec&) {}
+#endif
+
+int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
+
+// The register tile of the products: out[r][j] = sum_k coef[k][r] * src[off[k] + j] for the NR
+// rows r and the MV vectors of columns j. coef is (nk, NR); out has row stride ldo. NR * MV
+// accumulators (24 of the 32 AVX-512 registers) stay in registers for the whole sum over k.
+template <int NR, int MV>
+void wide_tile(const float* src, const int64_t* off, int64_t nk, const float* coef, float* out,
+               int64_t ldo) {
+  Vec acc[NR][MV];
+  EFFML_UNROLL
+  for (int r = 0; r < NR; ++r) {
+    EFFML_UNROLL
+    for (int m = 0; m < MV; ++m) acc[r][m] = Vec(0.0f);
+  }
+  for (int64_t k = 0; k < nk; ++k) {
+    Vec s[MV];  // MV vectors of column k of cols(src), loaded once, used NR times
+    EFFML_UNROLL
+    for (int m = 0; m < MV; ++m) s[m] = vload(src + off[k] + m * kVec);
+    EFFML_UNROLL
+    for (int r = 0; r < NR; ++r) {
+      const Vec c(coef[k * NR + r]);  // one coefficient, broadcast, used MV times
+      EFFML_UNROLL
+      for (int m = 0; m < MV; ++m) acc[r][m] = vfma(c, s[m], acc[r][m]);
+    }
+  }
+  EFFML_UNROLL
+  for (int r = 0; r < NR; ++r) {
+    EFFML_UNROLL
+    for (int m = 0; m < MV; ++m) vstore(out + r * ldo + m * kVec, acc[r][m]);
+  }
+}
+
+// out (R, ldo), columns [0, n) = wide_tile over R / NR row blocks and n / kVec vectors: three at
+// a time, then two and two when four are left (a lone vector keeps only NR accumulators busy),
+// or the two or one left. coef holds one (nk, NR) block per row block. n is a whole number of
+// vectors and src[off[k] + j] is readable for every j < n.
+template <int NR>
+void wide_product(const float* src, const int64_t* off, int64_t nk, const float* coef, int64_t R,
+                  float* out, int64_t ldo, int64_t n) {
+  for (int64_t r0 = 0; r0 < R; r0 += NR) {
+    const float* c = coef + r0 * nk;
+    float* o = out + r0 * ldo;
+    int64_t j = 0;
+    for (; n - j > 4 * kVec || n - j == 3 * kVec; j += 3 * kVec)
+      wide_tile<NR, 3>(src + j, off, nk, c, o + j, ldo);
+    for (; n - j >= 2 * kVec; j += 2 * kVec) wide_tile<NR, 2>(src + j, off, nk, c, o + j, ldo);
+    if (n - j == kVec) wide_tile<NR, 1>(src + j, off, nk, c, o + j, ldo);
+  }
+}
+
+void wide_product(int nr, const float* src, const int64_t* off, int64_t nk, const float* coef,
+                  int64_t R, float* out, int64_t ldo, int64_t n) {
+  if (nr == 8) wide_product<8>(src, off, nk, coef, R, out, ldo, n);
+  if (nr == 6) wide_product<6>(src, off, nk, coef, R, out, ldo, n);
+  if (nr == 4) wide_product<4>(src, off, nk, coef, R, out, ldo, n);
+}
+
+// A run of n positions (a whole number of vectors) that starts at a in the gradient rows and at
+// b in the inputs.
+struct Run {
+  int64_t a, b, n;
+};
+
+// The register tile of the weight gradient: dw[r][q] += sum over the runs and their positions j
+// of a[r * lda + run.a + j] * b[off[q] + run.b + j], for the NR rows r and the NQ taps q. The
+// NR * NQ sums stay in registers across all the runs, as vectors of partial sums added up once
+// at the end.
+template <int NR, int NQ>
+void wide_dw_tile(const float* a, int64_t lda, const float* b, const int64_t* off,
+                  const std::vector<Run>& runs, float* dw, int64_t ldw) {
+  Vec acc[NR][NQ];
+  EFFML_UNROLL
+  for (int r = 0; r < NR; ++r) {
+    EFFML_UNROLL
+    for (int q = 0; q < NQ; ++q) acc[r][q] = Vec(0.0f);
+  }
+  for (const Run& run : runs) {
+    const float* ar = a + run.a;
+    const float* bq[NQ];
+    EFFML_UNROLL
+    for (int q = 0; q < NQ; ++q) bq[q] = b + run.b + off[q];
+    for (int64_t j = 0; j < run.n; j += kVec) {
+      Vec bv[NQ];  // the NQ taps' inputs at positions j, loaded once, used NR times
+      EFFML_UNROLL
+      for (int q = 0; q < NQ; ++q) bv[q] = vload(bq[q] + j);
+      EFFML_UNROLL
+      for (int r = 0; r < NR; ++r) {
+        Vec av = vload(ar + r * lda + j);
+        keep_in_register(av);
+        EFFML_UNROLL
+        for (int q = 0; q < NQ; ++q) acc[r][q] = vfma(av, bv[q], acc[r][q]);
+      }
+    }
+  }
+  EFFML_UNROLL
+  for (int r = 0; r < NR; ++r) {
+    EFFML_UNROLL
+    for (int q = 0; q < NQ; ++q) dw[r * ldw + q] += vsum(acc[r][q]);
+  }
+}
+
+// dw (R, Q) += the tiles above over R / NR rows and Q / NQ taps; a is (R, lda).
+template <int NR, int NQ>
+void wide_dw(const float* a, int64_t lda, const float* b, const int64_t* off,
+             const std::vector<Run>& runs, int64_t R, int64_t Q, float* dw) {
+  for (int64_t r0 = 0; r0 < R; r0 += NR)
+    for (int64_t q0 = 0; q0 < Q; q0 += NQ)
+      wide_dw_tile<NR, NQ>(a + r0 * lda, lda, b, off + q0, runs, dw + r0 * Q + q0, Q);
+}
+
+void wide_dw(int nr, const float* a, int64_t lda, const float* b, const int64_t* off,
+             const std::vector<Run>& runs, int64_t R, int64_t Q, float* dw) {
+  if (nr == 8) wide_dw<8, 3>(a, lda, b, off, runs, R, Q, dw);
+  if (nr == 6) wide_dw<6, 4>(a, lda, b, off, runs, R, Q, dw);
+  if (nr == 4) wide_dw<4, 6>(a, lda, b, off, runs, R, Q, dw);
+}
+
+// Taps per weight-gradient tile for a tile of nr rows (24 accumulators in all).
+int64_t dw_tile_taps(int nr) { return 24 / nr; }
+
+// Rows of a register tile for R output rows: 8 (the most work per load) unless that pads R by
+// more than an eighth, then whichever of 6 and 4 pads it the least. The padding rows compute
+// values that are thrown away.
+int tile_rows(int64_t R) {
+  if (8 * round_up(R, 8) <= 9 * R) return 8;
+  return round_up(R, 6) <= round_up(R, 4) ? 6 : 4;
+}
+
+// The most positions of a chunk in which a product of R rows is written out, so that the chunk
+// (R, chunk) stays within about 128 KB whatever the image size: whole vectors, at least three.
+int64_t chunk_len(int64_t R) { return std::max(3 * kVec, int64_t{32768} / R / kVec * kVec); }
+
+// A run of n positions is written out in chunks_of(n, chunk) chunks, split as evenly as whole
+// vectors allow (7 vectors in at most 3: 3, 2 and 2, not 3, 3 and a lone one); chunk i starts
+// at chunk_start(n, count, i) and ends where chunk i + 1 starts.
+int64_t chunks_of(int64_t n, int64_t chunk) { return (n + chunk - 1) / chunk; }
+int64_t chunk_start(int64_t n, int64_t count, int64_t i) { return n / kVec * i / count * kVec; }
+
+// The geometry of a block of NB samples on the wide grid (see above).
+struct WideGrid {
+  int64_t Cin, C, F, H, W, K, P, OH, OW, NB;
+  int64_t Hp() const { return H + 2 * P; }
+  int64_t Wp() const { return W + 2 * P; }
+  int64_t plane() const { return Hp() * Wp() * NB; }  // floats per channel
+  int64_t T() const { return C * K * K; }
+  // Positions per filter row: every output row, in whole vectors.
+  int64_t len() const { return NB == 1 ? round_up((OH - 1) * Wp() + OW, kVec) : OH * Wp() * NB; }
+  // A block of padded inputs, then the zeros that the last vector of the grid may read.
+  int64_t xlen() const { return Cin * plane() + kVec; }
+  // The runs of positions that hold outputs: NB = 1, one over the whole grid (its scratch
+  // positions cost less to compute than to skip); NB = kVec, one per output row.
+  std::vector<Run> runs() const {
+    if (NB == 1) return {Run{0, 0, len()}};
+    std::vector<Run> r;
+    for (int64_t oh = 0; oh < OH; ++oh) r.push_back(Run{oh * Wp() * NB, oh * Wp() * NB, OW * NB});
+    return r;
+  }
+  // off (Q) = the offsets of the T taps (c, kh, kw) in a group's block, then zeros (the padding
+  // taps of the weight-gradient tiles read valid memory and are thrown away).
+  std::vector<int64_t> tap_offsets(int64_t Q) const {
+    std::vector<int64_t> off(static_cast<std::size_t>(Q), 0);
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t kh = 0; kh < K; ++kh)
+        for (int64_t kw = 0; kw < K; ++kw)
+          off[static_cast<std::size_t>((c * K + kh) * K + kw)] = ((c * Hp() + kh) * Wp() + kw) * NB;
+    return off;
+  }
+};
+
+// Whether a thread interleaves kVec samples at a time: when each output sums enough products
+// (T = C * K * K of them) to pay for the transposes, about one pass over the inputs and the
+// outputs. Measured on LeNet-5 and VGG at batch 64: a clear gain from T = 144 up (LeNet-5's
+// second layer, 1.7 ms -> 1.2 ms per forward and backward), none at T = 9 or 25 (the layers
+// on one input channel, whose outputs are many and cheap).
+bool interleave(const WideGrid& g) { return kVec > 1 && g.T() >= 32; }
+
+// x_b (xlen) = the NB samples x (NB, Cin, H, W) padded with P zeros and interleaved; each float
+// is written once.
+template <int64_t NB>
+void pack_input(const WideGrid& g, const float* x, float* xb) {
+  const int64_t H = g.H, W = g.W, P = g.P, Wp = g.Wp(), sample = g.Cin * H * W;
+  float* d = xb;
+  for (int64_t c = 0; c < g.Cin; ++c) {
+    std::fill(d, d + P * Wp * NB, 0.0f);  // the top border
+    d += P * Wp * NB;
+    for (int64_t h = 0; h < H; ++h, d += Wp * NB) {
+      const float* s = x + (c * H + h) * W;
+      std::fill(d, d + P * NB, 0.0f);
+      for (int64_t w = 0; w < W; ++w)
+        for (int64_t n = 0; n < NB; ++n) d[(P + w) * NB + n] = s[n * sample + w];
+      std::fill(d + (P + W) * NB, d + Wp * NB, 0.0f);
+    }
+    std::fill(d, d + P * Wp * NB, 0.0f);  // the bottom border
+    d += P * Wp * NB;
+  }
+  std::fill(d, d + kVec, 0.0f);
+}
+
+// dy_b (G, Fp, len) = dy of the NB samples (NB, G * F, OH, OW) at their positions. With NB = 1
+// the scratch positions and the tail are zeros, since the run over the grid reads them; the
+// rows f >= F are zeros.
+template <int64_t NB>
+void pack_grad(const WideGrid& g, int64_t G, int64_t Fp, const float* dy, float* dyb) {
+  const int64_t OH = g.OH, OW = g.OW, Wp = g.Wp(), len = g.len(), sample = G * g.F * OH * OW;
+  for (int64_t b = 0; b < G; ++b)
+    for (int64_t f = 0; f < Fp; ++f) {
+      float* row = dyb + (b * Fp + f) * len;
+      if (f >= g.F) {
+        std::fill(row, row + len, 0.0f);
+        continue;
+      }
+      const float* s = dy + (b * g.F + f) * OH * OW;
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        float* d = row + oh * Wp * NB;
+        for (int64_t ow = 0; ow < OW; ++ow)
+          for (int64_t n = 0; n < NB; ++n) d[ow * NB + n] = s[n * sample + oh * OW + ow];
+        if (NB == 1) std::fill(d + OW, oh + 1 < OH ? d + Wp : row + len, 0.0f);
+      }
+    }
+}
+
+// y of the NB samples (NB, F, OH, OW) with sample stride `sample`, at the outputs among the
+// positions [p0, p1) = out (F, ldo) + bias, where column j of out is position p0 + j; bias is
+// (F) or null. p0 and p1 are multiples of NB.
+template <int64_t NB>
+void unpack_output(const WideGrid& g, const float* out, int64_t ldo, int64_t p0, int64_t p1,
+                   const float* bias, int64_t sample, float* y) {
+  const int64_t OH = g.OH, OW = g.OW, Wp = g.Wp();
+  const int64_t pix0 = p0 / NB, pix1 = std::min(p1 / NB, (OH - 1) * Wp + OW);
+  for (int64_t f = 0; f < g.F; ++f) {
+    const float b = bias ? bias[f] : 0.0f;
+    const float* o = out + f * ldo;
+    for (int64_t oh = pix0 / Wp; oh * Wp < pix1; ++oh) {
+      const int64_t lo = std::max<int64_t>(pix0 - oh * Wp, 0), hi = std::min(OW, pix1 - oh * Wp);
+      for (int64_t n = 0; n < NB; ++n) {
+        float* yr = y + n * sample + (f * OH + oh) * OW;
+        const float* src = o + (oh * Wp + lo) * NB + n - p0;  // src[(ow - lo) * NB]: (oh, ow, n)
+        for (int64_t ow = lo; ow < hi; ++ow) yr[ow] = src[(ow - lo) * NB] + b;
+      }
+    }
+  }
+}
+
+// dx_b (Cin, Hp, Wp, NB) += dcols (T, ldd) at each tap's input positions, for the positions
+// [p0, p0 + n) (column j of dcols is position p0 + j). dx_b has the xlen of a block: the
+// positions past the grid add zeros (dy_b is zero there) into its tail.
+void col2im_block(const WideGrid& g, const int64_t* off, const float* dcols, int64_t ldd,
+                  int64_t p0, int64_t n, float* dxb) {
+  for (int64_t t = 0; t < g.T(); ++t) {
+    const float* s = dcols + t * ldd;
+    float* d = dxb + off[t] + p0;
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) d[j] += s[j];
+  }
+}
+
+// dx of the NB samples (NB, Cin, H, W) = the interior of dx_b (Cin, Hp, Wp, NB).
+template <int64_t NB>
+void unpack_grad_input(const WideGrid& g, const float* dxb, float* dx) {
+  const int64_t H = g.H, W = g.W, P = g.P, Wp = g.Wp(), sample = g.Cin * H * W;
+  for (int64_t c = 0; c < g.Cin; ++c)
+    for (int64_t h = 0; h < H; ++h) {
+      const float* s = dxb + ((c * g.Hp() + h + P) * Wp + P) * NB;
+      for (int64_t n = 0; n < NB; ++n) {
+        float* d = dx + n * sample + (c * H + h) * W;
+        for (int64_t w = 0; w < W; ++w) d[w] = s[w * NB + n];
+      }
+    }
+}
+
+// ---- depthwise (Cin/G == 1) ----------------------------------------------------------------
+// Each output channel o reads one input channel, o / F, so the products would be single rows: a
+// direct loop over the zero-padded plane instead. With stride 1 it runs on the wide grid above:
+//   y_wide[i] += w[o, kh, kw] * xpad[i + kh * Wp + kw]   for i in [0, L),
+// one contiguous, vectorized loop per tap.
 
 // xpad (C, H + 2P, W + 2P) = x (C, H, W) with a border of P zeros.
 void pad_planes(const float* x, int64_t C, int64_t H, int64_t W, int64_t P, float* xpad) {
@@ -121,36 +465,6 @@ void pad_planes(const float* x, int64_t C, int64_t H, int64_t W, int64_t P, floa
       std::copy(x + (c * H + h) * W, x + (c * H + h + 1) * W, dst + (h + P) * Wp + P);
   }
 }
-
-// xpad (C, Hp, Wp) -> cols (C*K*K, L).
-void im2col_wide(const float* xpad, int64_t C, int64_t Hp, int64_t Wp, int64_t K, int64_t L,
-                 float* cols) {
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t kh = 0; kh < K; ++kh)
-      for (int64_t kw = 0; kw < K; ++kw) {
-        const float* src = xpad + c * Hp * Wp + kh * Wp + kw;
-        std::copy(src, src + L, cols + ((c * K + kh) * K + kw) * L);
-      }
-}
-
-// The adjoint: dxpad (C, Hp, Wp) += cols (C*K*K, L) at the same positions.
-void col2im_wide_add(const float* cols, int64_t C, int64_t Hp, int64_t Wp, int64_t K, int64_t L,
-                     float* dxpad) {
-  for (int64_t c = 0; c < C; ++c)
-    for (int64_t kh = 0; kh < K; ++kh)
-      for (int64_t kw = 0; kw < K; ++kw) {
-        const float* src = cols + ((c * K + kh) * K + kw) * L;
-        float* dst = dxpad + c * Hp * Wp + kh * Wp + kw;
-#pragma omp simd
-        for (int64_t i = 0; i < L; ++i) dst[i] += src[i];
-      }
-}
-
-// ---- depthwise (Cin/G == 1) ----------------------------------------------------------------
-// Each output channel o reads one input channel, o / F, so the products would be single rows: a
-// direct loop over the zero-padded plane instead. With stride 1 it runs on the wide grid above:
-//   y_wide[i] += w[o, kh, kw] * xpad[i + kh * Wp + kw]   for i in [0, L),
-// one contiguous, vectorized loop per tap.
 
 struct DepthwiseDims {
   int64_t Cout, F, H, W, K, S, P, OH, OW;
@@ -251,12 +565,12 @@ void depthwise_backward(const DepthwiseDims& d, const float* x, const float* w, 
   }
 }
 
-// How a convolution becomes matrix products (or not).
+// How a convolution becomes products (or not).
 enum class Lowering {
+  Wide,       // stride 1: register tiles on the wide grid
   Pointwise,  // 1x1 kernel, stride 1, no padding: the input block already is cols (C, H*W)
   Depthwise,  // one input channel per group: a direct loop
-  Wide,       // stride 1: im2col on the wide grid
-  Strided,    // any other: plain im2col
+  Strided,    // any other: plain im2col and a matrix product
 };
 
 Lowering choose_lowering(int64_t C, int64_t G, int64_t K, int64_t S, int64_t P) {
@@ -265,6 +579,13 @@ Lowering choose_lowering(int64_t C, int64_t G, int64_t K, int64_t S, int64_t P) 
   if (S == 1) return Lowering::Wide;
   return Lowering::Strided;
 }
+
+// Samples whose padded images and wide gradients a thread holds at once in the weight-gradient
+// tiles: about this many floats (256 KB, half of a small L2 cache), at least one sample.
+constexpr int64_t kGroupFloats = int64_t{1} << 16;
+
+// The slots of a thread's scratch buffers.
+enum Slot { kPadded, kWide, kCols, kPaddedGrad, kWeightGrad, kSlots };
 
 }  // namespace
 
@@ -304,77 +625,118 @@ int64_t Conv2d::macs(const Shape& in) const {
   return out[0] * out_ * out[2] * out[3] * (in_ / groups_) * k_ * k_;
 }
 
+float* Conv2d::scratch(int thread, int slot, int64_t n) {
+  // 16 floats more than asked, so that the buffer can start on a 64-byte boundary: rows whose
+  // length is a whole number of vectors then load without splitting cache lines.
+  std::vector<float>& v = scratch_[static_cast<std::size_t>(thread * kSlots + slot)];
+  if (v.size() < static_cast<std::size_t>(n + 16)) v.resize(static_cast<std::size_t>(n + 16));
+  const auto address = reinterpret_cast<std::uintptr_t>(v.data());
+  return v.data() + (-address / sizeof(float)) % 16;
+}
+
 Tensor Conv2d::forward(const Tensor& x) {
   const Shape os = output_shape(x.shape());
   const int64_t N = os[0], H = x.size(2), W = x.size(3), OH = os[2], OW = os[3];
   const int64_t K = k_, S = stride_, P = pad_, G = groups_;
   const int64_t C = in_ / G, F = out_ / G;  // channels per group, in and out
-  const int64_t CKK = C * K * K, OHW = OH * OW;
-  const int64_t Hp = H + 2 * P, Wp = W + 2 * P, L = (OH - 1) * Wp + OW;
+  const int64_t T = C * K * K, OHW = OH * OW;
   const Lowering low = choose_lowering(C, G, K, S, P);
-  Tensor y(os);  // (N, Cout, OH, OW)
+  Tensor y = Tensor::empty(os);  // (N, Cout, OH, OW); every element is written below
   const float* px = x.data();
-  const float* pw = weight.value.data();  // (Cout, C, K, K) = G blocks of (F, CKK)
+  const float* pw = weight.value.data();  // (Cout, C, K, K) = G blocks of (F, T)
   const float* pb = has_bias_ ? bias.value.data() : nullptr;
   float* py = y.data();
-  const bool parallel = N > 1 && macs(x.shape()) >= kParallelMinMacs;
+  [[maybe_unused]] const bool parallel = N > 1 && macs(x.shape()) >= kParallelMinMacs;
+  scratch_.resize(std::max(scratch_.size(), static_cast<std::size_t>(num_threads() * kSlots)));
+
+  // Wide: blocks of one sample (g1) or of kVec interleaved ones (gv); the weights packed as the
+  // tiles read them, G * Fp / nr blocks of (T, nr) with zeros in the rows f >= F.
+  const WideGrid g1{in_, C, F, H, W, K, P, OH, OW, 1}, gv{in_, C, F, H, W, K, P, OH, OW, kVec};
+  const bool use_gv = low == Lowering::Wide && interleave(g1);
+  const int nr = tile_rows(F);
+  const int64_t Fp = round_up(F, nr), chunk = chunk_len(Fp);
+  std::vector<float> wpack;
+  std::vector<int64_t> off1, offv;
+  std::vector<Run> runs1, runsv;
+  if (low == Lowering::Wide) {
+    wpack.assign(static_cast<std::size_t>(G * Fp * T), 0.0f);
+    for (int64_t b = 0; b < G; ++b)
+      for (int64_t f = 0; f < F; ++f)
+        for (int64_t t = 0; t < T; ++t)
+          wpack[static_cast<std::size_t>((b * Fp + f - f % nr) * T + t * nr + f % nr)] =
+              pw[(b * F + f) * T + t];
+    off1 = g1.tap_offsets(T);
+    runs1 = g1.runs();
+    if (use_gv) {
+      offv = gv.tap_offsets(T);
+      runsv = gv.runs();
+    }
+  }
   const DepthwiseDims dd{out_, F, H, W, K, S, P, OH, OW};
 
 #pragma omp parallel if (parallel)
   {
-    // Scratch of this thread, allocated once per call.
-    std::vector<float> xpad(low == Lowering::Wide && P > 0   ? C * Hp * Wp
-                            : low == Lowering::Depthwise ? Hp * Wp
-                                                         : 0);
-    std::vector<float> cols(low == Lowering::Wide      ? CKK * L
-                            : low == Lowering::Strided ? CKK * OHW
-                                                       : 0);
-    std::vector<float> wide(low == Lowering::Wide        ? F * L
-                            : low == Lowering::Depthwise ? (S == 1 ? L : 0)
-                                                         : 0);
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-      const float* xn = px + n * in_ * H * W;  // (Cin, H, W)
-      float* yn = py + n * out_ * OHW;         // (Cout, OH, OW)
-      if (low == Lowering::Depthwise) {
-        if (pb)
-          for (int64_t o = 0; o < out_; ++o) std::fill(yn + o * OHW, yn + (o + 1) * OHW, pb[o]);
-        depthwise_forward(dd, xn, pw, yn, xpad.data(), wide.data());
-        continue;
-      }
-      for (int64_t g = 0; g < G; ++g) {
-        const float* xg = xn + g * C * H * W;  // (C, H, W)
-        const float* wg = pw + g * F * CKK;    // (F, CKK)
-        float* yg = yn + g * F * OHW;          // (F, OH, OW)
-        if (low == Lowering::Wide) {
-          const float* xp = xg;
-          if (P > 0) {
-            pad_planes(xg, C, H, W, P, xpad.data());
-            xp = xpad.data();
-          }
-          im2col_wide(xp, C, Hp, Wp, K, L, cols.data());
-          // y_wide (F, L) = W_g (F, CKK) x cols (CKK, L), then keep the OW real columns.
-          gemm(false, false, F, L, CKK, 1.0f, wg, CKK, cols.data(), L, 0.0f, wide.data(), L);
-          for (int64_t f = 0; f < F; ++f)
-            for (int64_t oh = 0; oh < OH; ++oh) {
-              const float* src = wide.data() + f * L + oh * Wp;
-              std::copy(src, src + OW, yg + f * OHW + oh * OW);
+    const int tid = thread_id();
+    int64_t begin, end;
+    thread_chunk(N, begin, end);
+    if (low == Lowering::Wide) {
+      for (int64_t n = begin; n < end;) {
+        const bool v = use_gv && end - n >= kVec;  // a block of kVec samples, or of one
+        const WideGrid& g = v ? gv : g1;
+        const int64_t* off = v ? offv.data() : off1.data();
+        float* xb = scratch(tid, kPadded, g.xlen());
+        float* out = scratch(tid, kWide, Fp * chunk);  // (Fp, chunk): one chunk of y_b
+        if (v)
+          pack_input<kVec>(g, px + n * in_ * H * W, xb);
+        else
+          pack_input<1>(g, px + n * in_ * H * W, xb);
+        for (int64_t b = 0; b < G; ++b)
+          for (const Run& run : v ? runsv : runs1)
+            for (int64_t i = 0, count = chunks_of(run.n, chunk); i < count; ++i) {
+              const int64_t p0 = run.b + chunk_start(run.n, count, i);
+              const int64_t cols = run.b + chunk_start(run.n, count, i + 1) - p0;
+              // y_b (Fp, cols) = W_g (Fp, T) x cols(x_b) (T, cols), the columns read in place
+              wide_product(nr, xb + b * C * g.plane() + p0, off, T, wpack.data() + b * Fp * T,
+                           Fp, out, chunk, cols);
+              const float* bias_g = pb ? pb + b * F : nullptr;
+              float* yg = py + n * out_ * OHW + b * F * OHW;
+              if (v)
+                unpack_output<kVec>(g, out, chunk, p0, p0 + cols, bias_g, out_ * OHW, yg);
+              else
+                unpack_output<1>(g, out, chunk, p0, p0 + cols, bias_g, out_ * OHW, yg);
             }
-        } else {
+        n += g.NB;
+      }
+    } else {
+      for (int64_t n = begin; n < end; ++n) {
+        const float* xn = px + n * in_ * H * W;  // (Cin, H, W)
+        float* yn = py + n * out_ * OHW;         // (Cout, OH, OW)
+        if (low == Lowering::Depthwise) {
+          for (int64_t o = 0; o < out_; ++o)
+            std::fill(yn + o * OHW, yn + (o + 1) * OHW, pb ? pb[o] : 0.0f);
+          depthwise_forward(dd, xn, pw, yn, scratch(tid, kPadded, (H + 2 * P) * (W + 2 * P)),
+                            scratch(tid, kWide, (OH - 1) * (W + 2 * P) + OW));
+          continue;
+        }
+        for (int64_t g = 0; g < G; ++g) {
+          const float* xg = xn + g * C * H * W;  // (C, H, W)
+          const float* wg = pw + g * F * T;      // (F, T)
+          float* yg = yn + g * F * OHW;          // (F, OH, OW)
           const float* b = xg;  // Pointwise: the input block is cols (C, H*W) already.
           if (low == Lowering::Strided) {
-            im2col(xg, C, H, W, K, S, P, OH, OW, cols.data());
-            b = cols.data();
+            float* cols = scratch(tid, kCols, T * OHW);
+            im2col(xg, C, H, W, K, S, P, OH, OW, cols);
+            b = cols;
           }
-          // y_ng (F, OHW) = W_g (F, CKK) x cols (CKK, OHW)
-          gemm(false, false, F, OHW, CKK, 1.0f, wg, CKK, b, OHW, 0.0f, yg, OHW);
+          // y_ng (F, OHW) = W_g (F, T) x cols (T, OHW)
+          gemm(false, false, F, OHW, T, 1.0f, wg, T, b, OHW, 0.0f, yg, OHW);
         }
+        if (pb)
+          for (int64_t o = 0; o < out_; ++o) {
+            float* yo = yn + o * OHW;
+            for (int64_t p = 0; p < OHW; ++p) yo[p] += pb[o];
+          }
       }
-      if (pb)
-        for (int64_t o = 0; o < out_; ++o) {
-          float* yo = yn + o * OHW;
-          for (int64_t p = 0; p < OHW; ++p) yo[p] += pb[o];
-        }
     }
   }
   // Only a training-mode forward leaves an input for backward; an evaluation-mode one drops any
@@ -390,15 +752,18 @@ Tensor Conv2d::backward(const Tensor& dy) {
   const int64_t N = os[0], H = x_.size(2), W = x_.size(3), OH = os[2], OW = os[3];
   const int64_t K = k_, S = stride_, P = pad_, G = groups_;
   const int64_t C = in_ / G, F = out_ / G;
-  const int64_t CKK = C * K * K, OHW = OH * OW;
-  const int64_t Hp = H + 2 * P, Wp = W + 2 * P, L = (OH - 1) * Wp + OW;
+  const int64_t T = C * K * K, OHW = OH * OW;
   const Lowering low = choose_lowering(C, G, K, S, P);
   const bool want_dx = needs_input_grad;
   const float* px = x_.data();
   const float* pw = weight.value.data();
   const float* pdy = dy.data();
-  Tensor dx = want_dx ? Tensor(x_.shape()) : Tensor(Shape{0});  // zeros: col2im adds into it
+  // Only the strided lowering adds into dx; the others write every element.
+  Tensor dx = !want_dx                     ? Tensor(Shape{0})
+              : low == Lowering::Strided ? Tensor(x_.shape())
+                                         : Tensor::empty(x_.shape());
   float* pdx = want_dx ? dx.data() : nullptr;
+  scratch_.resize(std::max(scratch_.size(), static_cast<std::size_t>(num_threads() * kSlots)));
 
   // db_o += sum over n, oh, ow of dy: one vectorized pass over dy, too cheap to split.
   if (has_bias_) {
@@ -414,103 +779,147 @@ Tensor Conv2d::backward(const Tensor& dy) {
     }
   }
 
-  // dW is summed per thread into its own buffer, then the buffers in thread order.
-  const int64_t wsize = weight.value.numel();
-  std::vector<std::vector<float>> dw_thread;
+  // Wide: the weight-gradient tiles cover Fp rows and Q taps (both padded to whole tiles); dx
+  // comes from dcols (Tp, chunk) chunks, computed by the forward tiles with the roles of filters
+  // and taps swapped: W packed as G * Tp / nt blocks of (F, nt), reading dy_b's rows.
+  const WideGrid g1{in_, C, F, H, W, K, P, OH, OW, 1}, gv{in_, C, F, H, W, K, P, OH, OW, kVec};
+  const bool use_gv = low == Lowering::Wide && interleave(g1);
+  const int nr = tile_rows(F), nt = tile_rows(T);
+  const int64_t Fp = round_up(F, nr), Q = round_up(T, dw_tile_taps(nr)), Tp = round_up(T, nt);
+  const int64_t chunk = chunk_len(Tp);
+  std::vector<float> wpack;
+  std::vector<int64_t> off1, offv, off_f1, off_fv;
+  if (low == Lowering::Wide) {
+    off1 = g1.tap_offsets(Q);
+    if (use_gv) offv = gv.tap_offsets(Q);
+    if (want_dx) {
+      wpack.assign(static_cast<std::size_t>(G * Tp * F), 0.0f);
+      for (int64_t b = 0; b < G; ++b)
+        for (int64_t f = 0; f < F; ++f)
+          for (int64_t t = 0; t < T; ++t)
+            wpack[static_cast<std::size_t>((b * Tp + t - t % nt) * F + f * nt + t % nt)] =
+                pw[(b * F + f) * T + t];
+      for (int64_t f = 0; f < F; ++f) {
+        off_f1.push_back(f * g1.len());  // row f of dy_b
+        off_fv.push_back(f * gv.len());
+      }
+    }
+  }
+  // Each thread sums dW over its samples into its own buffer, (G, Fr, Tr); the buffers are added
+  // up in thread order at the end, so that results are deterministic for a thread count.
+  const int64_t Fr = low == Lowering::Wide ? Fp : F, Tr = low == Lowering::Wide ? Q : T;
   const DepthwiseDims dd{out_, F, H, W, K, S, P, OH, OW};
-  const bool parallel = N > 1 && macs(x_.shape()) >= kParallelMinMacs;
+  [[maybe_unused]] const bool parallel = N > 1 && macs(x_.shape()) >= kParallelMinMacs;
+  int team = 1;
 #pragma omp parallel if (parallel)
   {
-#pragma omp single
-    dw_thread.resize(static_cast<std::size_t>(team_size()));
-    // (the implicit barrier after `single` publishes the resized vector)
-    std::vector<float>& dw = dw_thread[static_cast<std::size_t>(thread_id())];
-    dw.assign(static_cast<std::size_t>(wsize), 0.0f);
-    // Scratch of this thread, allocated once per call.
-    const bool pad_wide = low == Lowering::Wide && P > 0;
-    const int64_t grid = low == Lowering::Wide ? L : OHW;  // columns of cols
-    std::vector<float> xpad(pad_wide ? C * Hp * Wp : low == Lowering::Depthwise ? Hp * Wp : 0);
-    std::vector<float> dxpad(!want_dx ? 0
-                             : pad_wide ? C * Hp * Wp
-                             : low == Lowering::Depthwise ? Hp * Wp
-                                                          : 0);
-    std::vector<float> cols(low == Lowering::Wide || low == Lowering::Strided ? CKK * grid : 0);
-    std::vector<float> dcols(want_dx && (low == Lowering::Wide || low == Lowering::Strided)
-                                 ? CKK * grid
-                                 : 0);
-    std::vector<float> wide(low == Lowering::Wide        ? F * L
-                            : low == Lowering::Depthwise ? (S == 1 ? L : 0)
-                                                         : 0);
-#pragma omp for schedule(static)
-    for (int64_t n = 0; n < N; ++n) {
-      const float* xn = px + n * in_ * H * W;
-      const float* dyn = pdy + n * out_ * OHW;
-      float* dxn = want_dx ? pdx + n * in_ * H * W : nullptr;
-      if (low == Lowering::Depthwise) {
-        depthwise_backward(dd, xn, pw, dyn, dw.data(), dxn, xpad.data(), dxpad.data(),
-                           wide.data());
-        continue;
-      }
-      for (int64_t g = 0; g < G; ++g) {
-        const float* xg = xn + g * C * H * W;  // (C, H, W)
-        const float* wg = pw + g * F * CKK;    // (F, CKK)
-        const float* dyg = dyn + g * F * OHW;  // (F, OH, OW)
-        float* dwg = dw.data() + g * F * CKK;  // (F, CKK)
-        float* dxg = want_dx ? dxn + g * C * H * W : nullptr;
-        if (low == Lowering::Wide) {
-          const float* xp = xg;
-          if (P > 0) {
-            pad_planes(xg, C, H, W, P, xpad.data());
-            xp = xpad.data();
-          }
-          im2col_wide(xp, C, Hp, Wp, K, L, cols.data());
-          // dy on the wide grid (F, L), zeros in the scratch columns so that they add nothing.
-          std::fill(wide.begin(), wide.end(), 0.0f);
-          for (int64_t f = 0; f < F; ++f)
-            for (int64_t oh = 0; oh < OH; ++oh) {
-              const float* src = dyg + f * OHW + oh * OW;
-              std::copy(src, src + OW, wide.data() + f * L + oh * Wp);
-            }
-          // dW_g (F, CKK) += dy_wide (F, L) x cols^T (L, CKK)
-          gemm(false, true, F, CKK, L, 1.0f, wide.data(), L, cols.data(), L, 1.0f, dwg, CKK);
-          if (!want_dx) continue;
-          // dcols (CKK, L) = W_g^T (CKK, F) x dy_wide (F, L), then back to input positions.
-          gemm(true, false, CKK, L, F, 1.0f, wg, CKK, wide.data(), L, 0.0f, dcols.data(), L);
-          if (P == 0) {
-            col2im_wide_add(dcols.data(), C, Hp, Wp, K, L, dxg);  // dx has no border
+    const int tid = thread_id();
+    if (tid == 0) team = team_size();
+    int64_t begin, end;
+    thread_chunk(N, begin, end);
+    float* dw = scratch(tid, kWeightGrad, G * Fr * Tr);
+    std::fill(dw, dw + G * Fr * Tr, 0.0f);
+    if (low == Lowering::Wide) {
+      std::vector<Run> runs;
+      for (int64_t n = begin; n < end;) {
+        const bool v = use_gv && end - n >= kVec;  // blocks of kVec samples, or of one
+        const WideGrid& g = v ? gv : g1;
+        const int64_t xl = g.xlen(), yl = G * Fp * g.len(), NB = g.NB;
+        // As many blocks as fit about kGroupFloats, so that the tiles sweep them from cache.
+        const int64_t blocks =
+            std::max<int64_t>(1, std::min(kGroupFloats / (xl + yl), (end - n) / NB));
+        float* xb = scratch(tid, kPadded, blocks * xl);  // (blocks, xl)
+        float* dyb = scratch(tid, kWide, blocks * yl);   // (blocks, G, Fp, len)
+        runs.clear();
+        for (int64_t s = 0; s < blocks; ++s) {
+          const float* xs = px + (n + s * NB) * in_ * H * W;
+          const float* dys = pdy + (n + s * NB) * out_ * OHW;
+          if (v) {
+            pack_input<kVec>(g, xs, xb + s * xl);
+            pack_grad<kVec>(g, G, Fp, dys, dyb + s * yl);
           } else {
-            std::fill(dxpad.begin(), dxpad.end(), 0.0f);
-            col2im_wide_add(dcols.data(), C, Hp, Wp, K, L, dxpad.data());
-            for (int64_t c = 0; c < C; ++c)
-              for (int64_t h = 0; h < H; ++h) {
-                const float* src = dxpad.data() + (c * Hp + h + P) * Wp + P;
-                std::copy(src, src + W, dxg + (c * H + h) * W);
-              }
+            pack_input<1>(g, xs, xb + s * xl);
+            pack_grad<1>(g, G, Fp, dys, dyb + s * yl);
           }
+          for (const Run& r : g.runs()) runs.push_back(Run{s * yl + r.a, s * xl + r.b, r.n});
+        }
+        // dW_g (Fp, Q) += dy_b (Fp, positions) x cols(x_b)^T (positions, Q), over all the runs
+        const int64_t* off = v ? offv.data() : off1.data();
+        for (int64_t b = 0; b < G; ++b)
+          wide_dw(nr, dyb + b * Fp * g.len(), g.len(), xb + b * C * g.plane(), off, runs, Fp, Q,
+                  dw + b * Fp * Q);
+        if (want_dx) {
+          float* dcols = scratch(tid, kCols, Tp * chunk);
+          float* dxb = scratch(tid, kPaddedGrad, xl);
+          const int64_t* off_f = v ? off_fv.data() : off_f1.data();
+          for (int64_t s = 0; s < blocks; ++s) {
+            std::fill(dxb, dxb + xl, 0.0f);  // col2im adds into it
+            for (int64_t b = 0; b < G; ++b)
+              for (const Run& run : g.runs())
+                for (int64_t i = 0, count = chunks_of(run.n, chunk); i < count; ++i) {
+                  const int64_t p0 = run.a + chunk_start(run.n, count, i);
+                  const int64_t cols = run.a + chunk_start(run.n, count, i + 1) - p0;
+                  // dcols (Tp, cols) = W_g^T (Tp, F) x dy_b (F, cols), then back to the inputs
+                  wide_product(nt, dyb + s * yl + b * Fp * g.len() + p0, off_f, F,
+                               wpack.data() + b * Tp * F, Tp, dcols, chunk, cols);
+                  col2im_block(g, off, dcols, chunk, p0, cols, dxb + b * C * g.plane());
+                }
+            float* dxs = pdx + (n + s * NB) * in_ * H * W;
+            if (v)
+              unpack_grad_input<kVec>(g, dxb, dxs);
+            else
+              unpack_grad_input<1>(g, dxb, dxs);
+          }
+        }
+        n += blocks * NB;
+      }
+    } else {
+      for (int64_t n = begin; n < end; ++n) {
+        const float* xn = px + n * in_ * H * W;
+        const float* dyn = pdy + n * out_ * OHW;
+        float* dxn = want_dx ? pdx + n * in_ * H * W : nullptr;
+        if (low == Lowering::Depthwise) {
+          const int64_t plane = (H + 2 * P) * (W + 2 * P);
+          depthwise_backward(dd, xn, pw, dyn, dw, dxn, scratch(tid, kPadded, plane),
+                             want_dx ? scratch(tid, kPaddedGrad, plane) : nullptr,
+                             scratch(tid, kWide, (OH - 1) * (W + 2 * P) + OW));
           continue;
         }
-        const float* b = xg;  // Pointwise: the input block is cols (C, H*W) already.
-        if (low == Lowering::Strided) {
-          im2col(xg, C, H, W, K, S, P, OH, OW, cols.data());
-          b = cols.data();
-        }
-        // dW_g (F, CKK) += dy_ng (F, OHW) x cols^T (OHW, CKK)
-        gemm(false, true, F, CKK, OHW, 1.0f, dyg, OHW, b, OHW, 1.0f, dwg, CKK);
-        if (!want_dx) continue;
-        if (low == Lowering::Pointwise) {
-          // dx_ng (C, HW) = W_g^T (C, F) x dy_ng (F, HW)
-          gemm(true, false, C, OHW, F, 1.0f, wg, CKK, dyg, OHW, 0.0f, dxg, OHW);
-        } else {
-          // dcols (CKK, OHW) = W_g^T (CKK, F) x dy_ng (F, OHW), then back to input positions.
-          gemm(true, false, CKK, OHW, F, 1.0f, wg, CKK, dyg, OHW, 0.0f, dcols.data(), OHW);
-          col2im_add(dcols.data(), C, H, W, K, S, P, OH, OW, dxg);
+        for (int64_t g = 0; g < G; ++g) {
+          const float* xg = xn + g * C * H * W;  // (C, H, W)
+          const float* wg = pw + g * F * T;      // (F, T)
+          const float* dyg = dyn + g * F * OHW;  // (F, OH, OW)
+          float* dwg = dw + g * F * T;           // (F, T)
+          float* dxg = want_dx ? dxn + g * C * H * W : nullptr;
+          const float* b = xg;  // Pointwise: the input block is cols (C, H*W) already.
+          if (low == Lowering::Strided) {
+            float* cols = scratch(tid, kCols, T * OHW);
+            im2col(xg, C, H, W, K, S, P, OH, OW, cols);
+            b = cols;
+          }
+          // dW_g (F, T) += dy_ng (F, OHW) x cols^T (OHW, T)
+          gemm(false, true, F, T, OHW, 1.0f, dyg, OHW, b, OHW, 1.0f, dwg, T);
+          if (!want_dx) continue;
+          if (low == Lowering::Pointwise) {
+            // dx_ng (C, HW) = W_g^T (C, F) x dy_ng (F, HW)
+            gemm(true, false, C, OHW, F, 1.0f, wg, T, dyg, OHW, 0.0f, dxg, OHW);
+          } else {
+            // dcols (T, OHW) = W_g^T (T, F) x dy_ng (F, OHW), then back to input positions.
+            float* dcols = scratch(tid, kPaddedGrad, T * OHW);
+            gemm(true, false, T, OHW, F, 1.0f, wg, T, dyg, OHW, 0.0f, dcols, OHW);
+            col2im_add(dcols, C, H, W, K, S, P, OH, OW, dxg);
+          }
         }
       }
     }
   }
   float* gw = weight.grad.data();
-  for (const auto& dw : dw_thread)
-    for (int64_t i = 0; i < wsize; ++i) gw[i] += dw[static_cast<std::size_t>(i)];
+  for (int t = 0; t < team; ++t) {
+    const float* dw = scratch(t, kWeightGrad, G * Fr * Tr);
+    for (int64_t b = 0; b < G; ++b)
+      for (int64_t f = 0; f < F; ++f)
+        for (int64_t k = 0; k < T; ++k) gw[(b * F + f) * T + k] += dw[(b * Fr + f) * Tr + k];
+  }
   return dx;
 }
 

@@ -9,9 +9,9 @@ namespace effml {
 /// Rectified linear unit, elementwise, any shape. Backward: \f$ dx = dy \cdot [x > 0] \f$.
 class ReLU : public Module {
  public:
-  /// y = max(x, 0), same shape as x; caches y in training mode.
+  /// y = max(x, 0), same shape as x; caches the mask [y > 0] in training mode.
   Tensor forward(const Tensor& x) override;
-  /// dx = dy where the cached y > 0, else 0. Throws unless dy has the shape of the last
+  /// dx = dy where the cached mask is set, else 0. Throws unless dy has the shape of the last
   /// training-mode output.
   Tensor backward(const Tensor& dy) override;
   /// "ReLU()".
@@ -20,7 +20,7 @@ class ReLU : public Module {
   Shape output_shape(const Shape& in) const override { return in; }
 
  private:
-  Tensor y_;  // output cached by forward: y > 0 exactly where x > 0
+  Tensor y_;  // int8 mask [y > 0] cached by forward (y > 0 exactly where x > 0)
 };
 
 }  // namespace effml

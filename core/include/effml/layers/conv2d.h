@@ -2,6 +2,8 @@
 /// \brief 2-D convolution, as torch.nn.Conv2d (square kernel, symmetric zero padding, groups).
 #pragma once
 
+#include <vector>
+
 #include "effml/module.h"
 
 namespace effml {
@@ -17,19 +19,28 @@ namespace effml {
 ///     W_{o,c',k_h,k_w}\; x_{n,\,g C_{in}/G + c',\; iS - P + k_h,\; jS - P + k_w} \f]
 /// (x is zero outside the image).
 ///
-/// Computed per sample and per group as one matrix product after im2col:
-/// cols (Cin/G * K * K, OH * OW) holds the receptive field of every output pixel in a column, and
-/// \f$ y_{n,g} = W_g \cdot \mathrm{cols} \f$ with \f$ W_g \f$ viewed as (Cout/G, Cin/G * K * K).
-/// Backward: \f$ dW_g \mathrel{+}= dy_{n,g} \cdot \mathrm{cols}^T \f$ and
-/// \f$ dx_{n,g} = \mathrm{col2im}(W_g^T \cdot dy_{n,g}) \f$;
-/// \f$ db_o \mathrel{+}= \sum_{n,i,j} dy_{n,o,i,j} \f$.
-/// With stride 1, cols is built on a "wide" output grid whose rows have the padded input's width
-/// (a few scratch columns per row), so that each row of cols is one contiguous copy of the padded
-/// input; a 1x1 kernel with stride 1 and no padding uses the input itself as cols. A depthwise
-/// convolution (Cin/G == 1) uses a direct loop instead, since its products would be single rows.
-/// Samples of a large enough call are spread over the core's threads; the weight gradient is
-/// summed per thread and then in thread order, so results are deterministic for a given thread
-/// count.
+/// With stride 1 (LeNet-5, VGG), the three products of a convolution run on a "wide" grid:
+/// output (oh, ow) sits at position \f$ p = oh \cdot W_p + ow \f$ of a grid whose rows have the
+/// padded input's width \f$ W_p = W + 2P \f$ (the last K - 1 positions of a row are scratch), so
+/// that tap \f$ t = (c, k_h, k_w) \f$ reads the zero-padded input \f$ \tilde x \f$ at
+/// \f$ p + \mathrm{off}_t \f$, \f$ \mathrm{off}_t = c H_p W_p + k_h W_p + k_w \f$:
+/// \f[ y_{f,p} = \sum_t W_{f,t}\, \tilde x_{p + \mathrm{off}_t}, \qquad
+///     dW_{f,t} \mathrel{+}= \sum_p dy_{f,p}\, \tilde x_{p + \mathrm{off}_t}, \qquad
+///     d\tilde x_{p + \mathrm{off}_t} \mathrel{+}= \sum_f W_{f,t}\, dy_{f,p} \f]
+/// (dy is zero at the scratch positions). These are the products of im2col, \f$ y = W \cdot
+/// \mathrm{cols} \f$, with the column matrix \f$ \mathrm{cols}_{t,p} = \tilde x_{p +
+/// \mathrm{off}_t} \f$ read in place instead of copied; each runs as register tiles (a block of
+/// outputs held in SIMD registers while its whole sum streams through). When each output sums
+/// many products, a SIMD vector's worth of samples is interleaved (each pixel holds one value
+/// per sample), which leaves no scratch positions at all.
+/// Other strides use im2col and a matrix product per sample and group: cols (Cin/G * K * K,
+/// OH * OW) holds the receptive field of every output pixel in a column and
+/// \f$ y_{n,g} = W_g \cdot \mathrm{cols} \f$; a 1x1 kernel with stride 1 and no padding uses the
+/// input itself as cols. A depthwise convolution (Cin/G == 1) uses a direct loop, since its
+/// products would be single rows. \f$ db_o \mathrel{+}= \sum_{n,i,j} dy_{n,o,i,j} \f$.
+/// Samples of a large enough call are split over the core's threads in contiguous chunks; the
+/// weight gradient is summed per thread and then in thread order, so results are deterministic
+/// for a given thread count.
 class Conv2d : public Module {
  public:
   /// Weights start at zero; call an initializer or load a checkpoint.
@@ -64,6 +75,12 @@ class Conv2d : public Module {
   int64_t in_, out_, k_, stride_, pad_, groups_;
   bool has_bias_;
   Tensor x_;  // input cached by a training-mode forward, (N, Cin, H, W)
+  // Work buffers, a few per thread (slots), kept from call to call so that a training loop does
+  // not allocate (and fault in) them at every step; they only ever grow.
+  std::vector<std::vector<float>> scratch_;
+  // The buffer `slot` of thread `thread`, grown to at least n floats (its contents are whatever
+  // the last call left).
+  float* scratch(int thread, int slot, int64_t n);
 };
 
 }  // namespace effml

@@ -1,0 +1,259 @@
+#!/usr/bin/env bash
+# EffML core against PyTorch: training time per epoch and batch-1 latency, same models, same
+# data, same optimizer, same batch size and thread count, measured in one run, interleaved.
+#
+#   bash benchmarks/run.sh                  # lenet300, lenet5, vgg at batch 64, 1 and 2 threads
+#   bash benchmarks/run.sh --quick          # 10,000 images per model, 200 latency repeats
+#   bash benchmarks/run.sh --help
+#
+# Builds bench_core if needed (in build/ unless --build-dir), then for each model and thread
+# count runs bench_core and benchmarks/bench_torch.py alternately, --rounds times each
+# (effml, torch, effml, torch, ...), keeps the best round of each side and prints a table.
+# See benchmarks/README.md for what is measured and how.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY=/usr/bin/python3  # Debian's python3 with python3-torch (not a pyenv python3 on PATH)
+
+BUILD_DIR="$ROOT/build"
+MODELS="lenet300 lenet5 vgg"
+THREADS="1 2"
+BATCH=64
+ROUNDS=2
+IMAGES=0          # 0: the full 60,000-image epoch
+VGG_IMAGES=10000  # vgg is timed on a prefix to keep the run short
+LAT_WARMUP=50
+LAT_REPEATS=500
+WAIT_QUIET=0      # seconds to wait for a quiet machine before measuring
+BLAS_DIR=""       # a second build with -DEFFML_EIGEN_BLAS=ON, timed as a third side
+
+usage() {
+  cat <<EOF
+usage: bash benchmarks/run.sh [options]
+  --build-dir DIR     build folder holding (or to hold) bench_core   [$BUILD_DIR]
+  --models "A B"      models to time                                 [$MODELS]
+  --threads "1 2"     thread counts, set explicitly on both sides    [$THREADS]
+  --batch-size N      training batch size                            [$BATCH]
+  --rounds N          interleaved rounds per side; the best is kept  [$ROUNDS]
+  --images N          time N training images and scale to the epoch (0 = all 60,000) [$IMAGES]
+  --vgg-images N      the same for vgg                               [$VGG_IMAGES]
+  --latency-repeats N timed batch-1 forward passes (after $LAT_WARMUP warm-up) [$LAT_REPEATS]
+  --wait-quiet SEC    first wait up to SEC seconds for the 1-minute load average to drop
+                      below 0.5 (other work on the machine skews every figure)
+  --blas-build DIR    also time a build with -DEFFML_EIGEN_BLAS=ON in DIR (configured there
+                      if needed) as a third side, and print a second table comparing it
+  --quick             --images 10000 --latency-repeats 200 --rounds 1
+EOF
+}
+
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --build-dir) BUILD_DIR=$(realpath -m "$2"); shift 2 ;;
+    --models) MODELS=$2; shift 2 ;;
+    --threads) THREADS=$2; shift 2 ;;
+    --batch-size) BATCH=$2; shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    --images) IMAGES=$2; shift 2 ;;
+    --vgg-images) VGG_IMAGES=$2; shift 2 ;;
+    --latency-repeats) LAT_REPEATS=$2; shift 2 ;;
+    --wait-quiet) WAIT_QUIET=$2; shift 2 ;;
+    --blas-build) BLAS_DIR=$(realpath -m "$2"); shift 2 ;;
+    --quick) IMAGES=10000; VGG_IMAGES=10000; LAT_REPEATS=200; ROUNDS=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "run.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+[[ -x $PY ]] || { echo "run.sh: $PY not found (apt-get install python3-torch)" >&2; exit 1; }
+$PY -c "import torch, numpy" 2>/dev/null ||
+  { echo "run.sh: $PY cannot import torch and numpy (apt-get install python3-torch)" >&2; exit 1; }
+
+# ---- build ----------------------------------------------------------------------------------
+build_bench() {  # build-dir [cmake options...]: configures if needed, builds bench_core
+  local dir=$1; shift
+  if [[ ! -f $dir/CMakeCache.txt ]]; then
+    cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null ||
+      { echo "run.sh: configuring $dir failed" >&2; exit 1; }
+  fi
+  local log
+  log=$(mktemp)
+  if ! cmake --build "$dir" --target bench_core -j "$(nproc)" >"$log" 2>&1; then
+    cat "$log" >&2; rm -f "$log"
+    echo "run.sh: building bench_core in $dir failed" >&2; exit 1
+  fi
+  rm -f "$log"
+  [[ -x $dir/benchmarks/bench_core ]] || { echo "run.sh: $dir/benchmarks/bench_core was not built" >&2; exit 1; }
+}
+build_bench "$BUILD_DIR"
+BENCH="$BUILD_DIR/benchmarks/bench_core"
+BENCH_BLAS=""
+if [[ -n $BLAS_DIR ]]; then
+  build_bench "$BLAS_DIR" -DEFFML_EIGEN_BLAS=ON
+  grep -q '^EFFML_EIGEN_BLAS:BOOL=ON' "$BLAS_DIR/CMakeCache.txt" ||
+    { echo "run.sh: $BLAS_DIR is not configured with -DEFFML_EIGEN_BLAS=ON" >&2; exit 1; }
+  BENCH_BLAS="$BLAS_DIR/benchmarks/bench_core"
+fi
+
+# ---- a quiet machine ------------------------------------------------------------------------
+load1() { cut -d' ' -f1 /proc/loadavg; }
+if [[ $WAIT_QUIET -gt 0 ]]; then
+  waited=0
+  while awk -v l="$(load1)" 'BEGIN { exit !(l >= 0.5) }' && [[ $waited -lt $WAIT_QUIET ]]; do
+    sleep 10; waited=$((waited + 10))
+  done
+fi
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- settings -------------------------------------------------------------------------------
+cache_get() { sed -n "s/^$1:[A-Z]*=//p" "$BUILD_DIR/CMakeCache.txt" | head -1; }
+CPU=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
+NCPU=$(nproc)
+BLAS_LIB=$(readlink -f "$(/sbin/ldconfig -p | awk '/libblas\.so\.3 /{print $NF; exit}')" 2>/dev/null || echo unknown)
+OPENBLAS_VER=$(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo unknown)
+OPENBLAS_CORE=$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $PY -c '
+import ctypes
+try:
+    lib = ctypes.CDLL("libopenblas.so.0")
+    lib.openblas_get_corename.restype = ctypes.c_char_p
+    print(lib.openblas_get_corename().decode())
+except OSError:
+    print("unknown")')
+TORCH_VER=$($PY -c 'import torch; print(torch.__version__)')
+TORCH_DEB=$(dpkg-query -W -f='${Version}' python3-torch 2>/dev/null || echo "not from Debian")
+CORETYPE_SET=${OPENBLAS_CORETYPE+set}
+L2_SET=${OPENBLAS_L2_SIZE+set}
+ENV_SET=""
+if [[ -n $CORETYPE_SET || -n $L2_SET ]]; then ENV_SET=1; fi
+
+echo "EffML core vs PyTorch: training time per epoch and batch-1 latency"
+echo "date          $(date '+%Y-%m-%d %H:%M %Z')"
+echo "CPU           $CPU, $NCPU logical CPUs"
+echo "load average  $LOAD_START (1, 5, 15 min) at the start; every figure suffers from other work"
+echo "threads       $THREADS, set explicitly on both sides: bench_core --threads n;"
+echo "              torch.set_num_threads(n) + torch.set_num_interop_threads(1); and"
+echo "              OMP_NUM_THREADS=n OPENBLAS_NUM_THREADS=n in each command (PyTorch's own"
+echo "              default here is 1 thread, and its OpenBLAS calls ignore set_num_threads)"
+echo "batch size    $BATCH; SGD lr 0.05, momentum 0.9, weight decay 5e-4, constant rate"
+echo "training      $( [[ $IMAGES -gt 0 ]] && echo "first $IMAGES images" || echo "the full 60,000-image epoch" ) (vgg: $( [[ $VGG_IMAGES -gt 0 ]] && echo "first $VGG_IMAGES" || echo "all" )), scaled to 60,000; 5 warm-up batches untimed"
+echo "latency       batch 1, evaluation mode (torch: model.eval() + no_grad), median of $LAT_REPEATS after $LAT_WARMUP warm-up"
+echo "rounds        $ROUNDS per side, interleaved effml, torch, effml, torch, ...; the best round is kept"
+echo "effml build   $BUILD_DIR: $(cache_get CMAKE_BUILD_TYPE), EFFML_OPENMP=$(cache_get EFFML_OPENMP), EFFML_NATIVE=$(cache_get EFFML_NATIVE), EFFML_EIGEN_BLAS=$(cache_get EFFML_EIGEN_BLAS), $(g++ --version | head -1)"
+echo "torch         $TORCH_VER (python3-torch $TORCH_DEB)"
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $PY -c '
+import torch
+torch.set_num_threads(1); torch.set_num_interop_threads(1)
+keep = ("ATen parallel backend", "MKL not", "Intel(R) MKL-DNN", "std::thread::hardware_concurrency")
+lines = [l.strip() for l in torch.__config__.parallel_info().splitlines()]
+print("              parallel_info (threads=1): " + "; ".join(l for l in lines if l.startswith(keep)))
+import re
+blas = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+print("              BLAS_INFO=" + (blas.group(1) if blas else "unknown")
+      + " (the system libblas.so.3); oneDNN (mkldnn) available: "
+      + str(torch.backends.mkldnn.is_available()))'
+echo "OpenBLAS      $OPENBLAS_VER ($BLAS_LIB), core detected: $OPENBLAS_CORE"
+echo "              in this environment: OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE-<unset>} OPENBLAS_L2_SIZE=${OPENBLAS_L2_SIZE-<unset>}"
+echo "              both benchmark commands run with these two unset (env -u, in that command"
+echo "              only): a forced core type or L2 size slows OpenBLAS, hence PyTorch's linear layers"
+if [[ -n $ENV_SET ]]; then
+  echo "              PyTorch is also timed with them as set; see the 'torch(env)' columns"
+fi
+if [[ -n $BENCH_BLAS ]]; then
+  echo "effml + BLAS  $BLAS_DIR (-DEFFML_EIGEN_BLAS=ON), timed as a third side, interleaved;"
+  echo "              OPENBLAS_NUM_THREADS=1 there: the core's own loops split the work"
+fi
+echo
+
+# ---- measurements ---------------------------------------------------------------------------
+OUT="$BUILD_DIR/benchmarks/results/$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$OUT"
+CLEAN_ENV=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
+
+run_effml() {  # model threads images round [blas]
+  local bench=$BENCH tag=effml blas_threads=$2
+  if [[ ${5-} == blas ]]; then bench=$BENCH_BLAS; tag=effmlblas; blas_threads=1; fi
+  "${CLEAN_ENV[@]}" OMP_NUM_THREADS="$2" OPENBLAS_NUM_THREADS="$blas_threads" \
+    "$bench" "$1" --threads "$2" --batch-size "$BATCH" --images "$3" \
+    --latency-warmup "$LAT_WARMUP" --latency-repeats "$LAT_REPEATS" >"$OUT/$1-t$2-$tag-r$4.json"
+}
+run_torch() {  # model threads images round [env]
+  local prefix=("${CLEAN_ENV[@]}") tag=torch
+  if [[ ${5-} == env ]]; then prefix=(env); tag=torchenv; fi
+  "${prefix[@]}" OMP_NUM_THREADS="$2" OPENBLAS_NUM_THREADS="$2" \
+    $PY "$ROOT/benchmarks/bench_torch.py" "$1" --threads "$2" --batch-size "$BATCH" \
+    --images "$3" --latency-warmup "$LAT_WARMUP" --latency-repeats "$LAT_REPEATS" \
+    >"$OUT/$1-t$2-$tag-r$4.json"
+}
+
+for model in $MODELS; do
+  images=$IMAGES
+  if [[ $model == vgg ]]; then images=$VGG_IMAGES; fi
+  for t in $THREADS; do
+    for ((r = 1; r <= ROUNDS; r++)); do
+      echo "  $model, $t thread(s), round $r/$ROUNDS ..." >&2
+      run_effml "$model" "$t" "$images" "$r"
+      run_torch "$model" "$t" "$images" "$r"
+      if [[ -n $ENV_SET ]]; then run_torch "$model" "$t" "$images" "$r" env; fi
+      if [[ -n $BENCH_BLAS ]]; then run_effml "$model" "$t" "$images" "$r" blas; fi
+    done
+  done
+done
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- table ----------------------------------------------------------------------------------
+$PY - "$OUT" "$MODELS" "$THREADS" "$ENV_SET" <<'EOF'
+import glob, json, os, sys
+out, models, threads, env_set = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4]
+
+def best(model, t, side):
+    runs = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{model}-t{t}-{side}-r*.json"))]
+    if not runs:
+        return None
+    return {"epoch": min(r["train"]["seconds_per_epoch"] for r in runs),
+            "lat": min(r["latency"]["median_ms"] for r in runs),
+            "spread": max(r["train"]["seconds_per_epoch"] for r in runs)
+                      / min(r["train"]["seconds_per_epoch"] for r in runs) - 1,
+            "images": runs[0]["train"]["images_timed"]}
+
+head = (f"{'model':<9} {'thr':>3} {'images':>6} | {'effml s/ep':>10} {'torch s/ep':>10} "
+        f"{'speed-up':>8} {'spread':>6} | {'effml ms':>9} {'torch ms':>9} {'speed-up':>8}")
+if env_set:
+    head += f" | {'torch(env) s/ep':>15} {'torch(env) ms':>13}"
+print(head)
+print("-" * len(head))
+for m in models:
+    for t in threads:
+        e, p = best(m, t, "effml"), best(m, t, "torch")
+        if e is None or p is None:
+            continue
+        line = (f"{m:<9} {t:>3} {e['images']:>6} | {e['epoch']:>10.2f} {p['epoch']:>10.2f} "
+                f"{p['epoch'] / e['epoch']:>7.2f}x {100 * max(e['spread'], p['spread']):>5.0f}% | {e['lat']:>9.3f} {p['lat']:>9.3f} "
+                f"{p['lat'] / e['lat']:>7.2f}x")
+        if env_set:
+            q = best(m, t, "torchenv")
+            line += f" | {q['epoch']:>15.2f} {q['lat']:>13.3f}"
+        print(line)
+print()
+print("s/ep: seconds per 60,000-image training epoch (scaled from the images timed);")
+print("ms: batch-1 inference latency, median; speed-up: torch / effml (> 1: effml is faster).")
+print("Best of the rounds on each side; spread: the larger gap between a side's slowest and")
+print("fastest round (high: the machine was busy). Raw JSON: " + out)
+
+if glob.glob(f"{out}/*-effmlblas-r*.json"):
+    print()
+    head = (f"{'model':<9} {'thr':>3} | {'effml s/ep':>10} {'+BLAS s/ep':>10} {'BLAS gain':>9} | "
+            f"{'effml ms':>9} {'+BLAS ms':>9} {'BLAS gain':>9}")
+    print(head)
+    print("-" * len(head))
+    for m in models:
+        for t in threads:
+            e, b = best(m, t, "effml"), best(m, t, "effmlblas")
+            if e is None or b is None:
+                continue
+            print(f"{m:<9} {t:>3} | {e['epoch']:>10.2f} {b['epoch']:>10.2f} "
+                  f"{e['epoch'] / b['epoch']:>8.2f}x | {e['lat']:>9.3f} {b['lat']:>9.3f} "
+                  f"{e['lat'] / b['lat']:>8.2f}x")
+    print()
+    print("+BLAS: the build with -DEFFML_EIGEN_BLAS=ON; BLAS gain: effml / effml+BLAS time")
+    print("(> 1: the BLAS build is faster).")
+EOF
+echo "load average  $LOAD_END (1, 5, 15 min) at the end"
