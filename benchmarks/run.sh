@@ -26,6 +26,7 @@ LAT_WARMUP=50
 LAT_REPEATS=500
 WAIT_QUIET=0      # seconds to wait for a quiet machine before measuring
 BLAS_DIR=""       # a second build with -DEFFML_EIGEN_BLAS=ON, timed as a third side
+TORCH_CONFIGS=all # with n > 1 threads, PyTorch is timed in three thread configurations
 
 usage() {
   cat <<EOF
@@ -42,6 +43,10 @@ usage: bash benchmarks/run.sh [options]
                       below 0.5 (other work on the machine skews every figure)
   --blas-build DIR    also time a build with -DEFFML_EIGEN_BLAS=ON in DIR (configured there
                       if needed) as a third side, and print a second table comparing it
+  --torch-configs default|all
+                      with n > 1 threads, time PyTorch only as configured above, or (all)
+                      also with OPENBLAS_NUM_THREADS=1 and with OMP_WAIT_POLICY=PASSIVE,
+                      and keep its fastest                           [$TORCH_CONFIGS]
   --quick             --images 10000 --latency-repeats 200 --rounds 1
 EOF
 }
@@ -58,12 +63,15 @@ while [[ $# -gt 0 ]]; do
     --latency-repeats) LAT_REPEATS=$2; shift 2 ;;
     --wait-quiet) WAIT_QUIET=$2; shift 2 ;;
     --blas-build) BLAS_DIR=$(realpath -m "$2"); shift 2 ;;
+    --torch-configs) TORCH_CONFIGS=$2; shift 2 ;;
     --quick) IMAGES=10000; VGG_IMAGES=10000; LAT_REPEATS=200; ROUNDS=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
   esac
 done
 
+[[ $TORCH_CONFIGS == all || $TORCH_CONFIGS == default ]] ||
+  { echo "run.sh: --torch-configs takes 'all' or 'default', not '$TORCH_CONFIGS'" >&2; exit 2; }
 [[ -x $PY ]] || { echo "run.sh: $PY not found (apt-get install python3-torch)" >&2; exit 1; }
 $PY -c "import torch, numpy" 2>/dev/null ||
   { echo "run.sh: $PY cannot import torch and numpy (apt-get install python3-torch)" >&2; exit 1; }
@@ -133,6 +141,12 @@ echo "threads       $THREADS, set explicitly on both sides: bench_core --threads
 echo "              torch.set_num_threads(n) + torch.set_num_interop_threads(1); and"
 echo "              OMP_NUM_THREADS=n OPENBLAS_NUM_THREADS=n in each command (PyTorch's own"
 echo "              default here is 1 thread, and its OpenBLAS calls ignore set_num_threads)"
+if [[ $TORCH_CONFIGS == all ]]; then
+  echo "              with n > 1, PyTorch's OpenMP pool and OpenBLAS's own threads compete for"
+  echo "              the cores; it is timed in three configurations and keeps its fastest:"
+  echo "              'default' (as above), 'blas1' (OPENBLAS_NUM_THREADS=1: n threads in all),"
+  echo "              'passive' (OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep, not spin)"
+fi
 echo "batch size    $BATCH; SGD lr 0.05, momentum 0.9, weight decay 5e-4, constant rate"
 echo "training      $( [[ $IMAGES -gt 0 ]] && echo "first $IMAGES images" || echo "the full 60,000-image epoch" ) (vgg: $( [[ $VGG_IMAGES -gt 0 ]] && echo "first $VGG_IMAGES" || echo "all" )), scaled to 60,000; 5 warm-up batches untimed"
 echo "latency       batch 1, evaluation mode (torch: model.eval() + no_grad), median of $LAT_REPEATS after $LAT_WARMUP warm-up"
@@ -175,10 +189,14 @@ run_effml() {  # model threads images round [blas]
     "$bench" "$1" --threads "$2" --batch-size "$BATCH" --images "$3" \
     --latency-warmup "$LAT_WARMUP" --latency-repeats "$LAT_REPEATS" >"$OUT/$1-t$2-$tag-r$4.json"
 }
-run_torch() {  # model threads images round [env]
-  local prefix=("${CLEAN_ENV[@]}") tag=torch
-  if [[ ${5-} == env ]]; then prefix=(env); tag=torchenv; fi
-  "${prefix[@]}" OMP_NUM_THREADS="$2" OPENBLAS_NUM_THREADS="$2" \
+run_torch() {  # model threads images round [env|blas1|passive]
+  local prefix=("${CLEAN_ENV[@]}") tag=torch blas_threads=$2
+  case ${5-} in
+    env) prefix=(env); tag=torchenv ;;
+    blas1) tag=torchblas1; blas_threads=1 ;;
+    passive) prefix+=(OMP_WAIT_POLICY=PASSIVE); tag=torchpassive ;;
+  esac
+  "${prefix[@]}" OMP_NUM_THREADS="$2" OPENBLAS_NUM_THREADS="$blas_threads" \
     $PY "$ROOT/benchmarks/bench_torch.py" "$1" --threads "$2" --batch-size "$BATCH" \
     --images "$3" --latency-warmup "$LAT_WARMUP" --latency-repeats "$LAT_REPEATS" \
     >"$OUT/$1-t$2-$tag-r$4.json"
@@ -192,6 +210,10 @@ for model in $MODELS; do
       echo "  $model, $t thread(s), round $r/$ROUNDS ..." >&2
       run_effml "$model" "$t" "$images" "$r"
       run_torch "$model" "$t" "$images" "$r"
+      if [[ $TORCH_CONFIGS == all && $t -gt 1 ]]; then
+        run_torch "$model" "$t" "$images" "$r" blas1
+        run_torch "$model" "$t" "$images" "$r" passive
+      fi
       if [[ -n $ENV_SET ]]; then run_torch "$model" "$t" "$images" "$r" env; fi
       if [[ -n $BENCH_BLAS ]]; then run_effml "$model" "$t" "$images" "$r" blas; fi
     done
@@ -201,47 +223,74 @@ LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # ---- table ----------------------------------------------------------------------------------
 $PY - "$OUT" "$MODELS" "$THREADS" "$ENV_SET" <<'EOF'
-import glob, json, os, sys
+import glob, json, sys
 out, models, threads, env_set = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4]
 
-def best(model, t, side):
-    runs = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{model}-t{t}-{side}-r*.json"))]
+CONFIG_NAMES = {"torch": "default", "torchblas1": "blas1", "torchpassive": "passive"}
+
+def best(model, t, *sides):
+    """The fastest round of one side (of several configurations of it: the fastest of all), its
+    CPU use, its configuration and how far the rounds of that configuration were apart."""
+    runs = []
+    for side in sides:
+        for f in sorted(glob.glob(f"{out}/{model}-t{t}-{side}-r*.json")):
+            runs.append((side, json.load(open(f))))
     if not runs:
         return None
-    return {"epoch": min(r["train"]["seconds_per_epoch"] for r in runs),
-            "lat": min(r["latency"]["median_ms"] for r in runs),
-            "spread": max(r["train"]["seconds_per_epoch"] for r in runs)
-                      / min(r["train"]["seconds_per_epoch"] for r in runs) - 1,
-            "images": runs[0]["train"]["images_timed"]}
+    side, fastest = min(runs, key=lambda sr: sr[1]["train"]["seconds_per_epoch"])
+    epochs = [r["train"]["seconds_per_epoch"] for s, r in runs if s == side]
+    tr = fastest["train"]
+    return {"epoch": tr["seconds_per_epoch"],
+            # CPU seconds of all threads per wall second: about the thread count when the
+            # run had its cores, about 1 when a multi-threaded run had to share them.
+            "cores": tr["cpu_seconds_timed"] / tr["seconds_timed"],
+            "lat": min(r["latency"]["median_ms"] for _, r in runs),
+            "spread": max(epochs) / min(epochs) - 1,
+            "images": tr["images_timed"],
+            "config": CONFIG_NAMES.get(side, side)}
 
-head = (f"{'model':<9} {'thr':>3} {'images':>6} | {'effml s/ep':>10} {'torch s/ep':>10} "
-        f"{'speed-up':>8} {'spread':>6} | {'effml ms':>9} {'torch ms':>9} {'speed-up':>8}")
+def suspect(t, *sides):
+    """A row whose figures the machine's other work probably skewed."""
+    return any(x["spread"] > 0.25 or (int(t) > 1 and x["cores"] < 1.2) for x in sides)
+
+head = (f"{'model':<9} {'thr':>3} {'images':>6} | {'effml s/ep':>10} {'cores':>5} "
+        f"{'torch s/ep':>10} {'cores':>5} {'config':>7} {'speed-up':>8} | {'effml ms':>8} "
+        f"{'torch ms':>8} {'speed-up':>8}")
 if env_set:
     head += f" | {'torch(env) s/ep':>15} {'torch(env) ms':>13}"
 print(head)
 print("-" * len(head))
+flagged = False
 for m in models:
     for t in threads:
-        e, p = best(m, t, "effml"), best(m, t, "torch")
+        e, p = best(m, t, "effml"), best(m, t, *CONFIG_NAMES)
         if e is None or p is None:
             continue
-        line = (f"{m:<9} {t:>3} {e['images']:>6} | {e['epoch']:>10.2f} {p['epoch']:>10.2f} "
-                f"{p['epoch'] / e['epoch']:>7.2f}x {100 * max(e['spread'], p['spread']):>5.0f}% | {e['lat']:>9.3f} {p['lat']:>9.3f} "
-                f"{p['lat'] / e['lat']:>7.2f}x")
+        mark = "!" if suspect(t, e, p) else " "
+        flagged |= mark == "!"
+        line = (f"{m:<9} {t:>3} {e['images']:>6} | {e['epoch']:>10.2f} {e['cores']:>5.2f} "
+                f"{p['epoch']:>10.2f} {p['cores']:>5.2f} {p['config']:>7} "
+                f"{p['epoch'] / e['epoch']:>7.2f}x | "
+                f"{e['lat']:>8.3f} {p['lat']:>8.3f} {p['lat'] / e['lat']:>7.2f}x {mark}")
         if env_set:
             q = best(m, t, "torchenv")
-            line += f" | {q['epoch']:>15.2f} {q['lat']:>13.3f}"
+            if q is not None:
+                line += f"| {q['epoch']:>15.2f} {q['lat']:>13.3f}"
         print(line)
 print()
-print("s/ep: seconds per 60,000-image training epoch (scaled from the images timed);")
-print("ms: batch-1 inference latency, median; speed-up: torch / effml (> 1: effml is faster).")
-print("Best of the rounds on each side; spread: the larger gap between a side's slowest and")
-print("fastest round (high: the machine was busy). Raw JSON: " + out)
+print("s/ep: seconds per 60,000-image training epoch (scaled from the images timed), best round;")
+print("cores: CPU seconds per wall second in that round; config: PyTorch's thread configuration")
+print("of that round (see the top); ms: batch-1 inference latency, median, best round (of all")
+print("configurations); speed-up: torch / effml (> 1: effml is faster).")
+if flagged:
+    print("!: rounds more than 25% apart, or a multi-threaded run that got little more than one")
+    print("   core: other work on the machine skewed these figures; measure again when it is quiet.")
+print("Raw JSON: " + out)
 
 if glob.glob(f"{out}/*-effmlblas-r*.json"):
     print()
     head = (f"{'model':<9} {'thr':>3} | {'effml s/ep':>10} {'+BLAS s/ep':>10} {'BLAS gain':>9} | "
-            f"{'effml ms':>9} {'+BLAS ms':>9} {'BLAS gain':>9}")
+            f"{'effml ms':>8} {'+BLAS ms':>8} {'BLAS gain':>9}")
     print(head)
     print("-" * len(head))
     for m in models:
@@ -249,11 +298,12 @@ if glob.glob(f"{out}/*-effmlblas-r*.json"):
             e, b = best(m, t, "effml"), best(m, t, "effmlblas")
             if e is None or b is None:
                 continue
+            mark = "!" if suspect(t, e, b) else " "
             print(f"{m:<9} {t:>3} | {e['epoch']:>10.2f} {b['epoch']:>10.2f} "
-                  f"{e['epoch'] / b['epoch']:>8.2f}x | {e['lat']:>9.3f} {b['lat']:>9.3f} "
-                  f"{e['lat'] / b['lat']:>8.2f}x")
+                  f"{e['epoch'] / b['epoch']:>8.2f}x | {e['lat']:>8.3f} {b['lat']:>8.3f} "
+                  f"{e['lat'] / b['lat']:>8.2f}x {mark}")
     print()
     print("+BLAS: the build with -DEFFML_EIGEN_BLAS=ON; BLAS gain: effml / effml+BLAS time")
-    print("(> 1: the BLAS build is faster).")
+    print("(> 1: the BLAS build is faster); ! as above.")
 EOF
 echo "load average  $LOAD_END (1, 5, 15 min) at the end"
