@@ -56,6 +56,27 @@ double nonzero_size_bytes(Module& model, int bits) {
   return static_cast<double>(count_nonzeros(model)) * bits / 8.0;
 }
 
+double bitmask_size_bits(int64_t numel, int64_t nonzeros, int bits) {
+  EFFML_CHECK(bits > 0 && bits <= 64, "bitmask_size_bits: bits " << bits << " not in [1, 64]");
+  EFFML_CHECK(numel >= 0 && nonzeros >= 0 && nonzeros <= numel,
+              "bitmask_size_bits: " << nonzeros << " non-zeros of " << numel << " values");
+  const double dense = static_cast<double>(numel) * bits;
+  const double sparse = static_cast<double>(numel) + static_cast<double>(nonzeros) * bits;
+  return std::min(dense, sparse);
+}
+
+double sparse_model_size_bytes(Module& model, int bits) {
+  EFFML_CHECK(bits > 0 && bits <= 64,
+              "sparse_model_size_bytes: bits " << bits << " not in [1, 64]");
+  double total_bits = 0;
+  for (const NamedParameter& p : model.named_parameters()) {
+    const Tensor& v = p.param->value;
+    total_bits += v.dim() >= 2 ? bitmask_size_bits(v.numel(), v.count_nonzero(), bits)
+                               : static_cast<double>(v.numel()) * bits;
+  }
+  return total_bits / 8.0;
+}
+
 LatencyStats measure_latency(const std::function<void()>& fn, int warmup, int repeats) {
   EFFML_CHECK(repeats > 0 && warmup >= 0,
               "measure_latency: repeats " << repeats << " and warmup " << warmup);

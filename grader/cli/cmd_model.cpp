@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "effml/data.h"
+#include "effml/grader/model_checks.h"
 #include "effml/metrics.h"
 #include "effml/models.h"
 #include "effml/parallel.h"
@@ -61,7 +62,10 @@ std::unique_ptr<Sequential> load_model(const std::string& name_or_path,
   if (it == meta.end())
     throw Error(name_or_path + ": the checkpoint's metadata has no \"model\" entry, so the "
                 "architecture is unknown");
-  auto model = make_model(it->second, 0);
+  // A VGG may have been channel-pruned: its widths come from the weights' shapes.
+  auto model = it->second == "vgg"
+                   ? make_vgg(grader::vgg_widths_from(name_or_path, vgg_config(*make_vgg())))
+                   : make_model(it->second, 0);
   load_checkpoint(name_or_path, *model);
   if (meta_out) *meta_out = meta;
   return model;
@@ -194,6 +198,8 @@ void add_eval_command(CLI::App& app) {
     std::printf("parameters      %s\n", with_commas(params).c_str());
     std::printf("non-zeros       %s\n", with_commas(nnz).c_str());
     std::printf("size (fp32)     %.1f KiB\n", model_size_bytes(*model, 32) / 1024.0);
+    std::printf("size (sparse)   %.1f KiB  (pruned weights as bitmask + non-zeros)\n",
+                sparse_model_size_bytes(*model, 32) / 1024.0);
     std::printf("MACs / image    %s\n", with_commas(macs).c_str());
     std::printf("latency (b=1)   %.3f ms median of %d (%d threads)\n", lat.median_ms, lat.repeats,
                 num_threads());
@@ -202,6 +208,7 @@ void add_eval_command(CLI::App& app) {
                        {"test_accuracy", r.accuracy}, {"test_loss", r.loss},
                        {"parameters", params},    {"nonzeros", nnz},
                        {"size_bytes_fp32", model_size_bytes(*model, 32)},
+                       {"size_bytes_sparse", sparse_model_size_bytes(*model, 32)},
                        {"macs", macs},            {"latency_ms_median", lat.median_ms}};
       std::ofstream(*json_out) << j.dump(2) << "\n";
     }

@@ -20,14 +20,16 @@ namespace {
 namespace fs = std::filesystem;
 
 // Runs the trusted reference runner in `dir` with the task's limits and one OpenMP thread.
+// EFFML_LAB_DIR tells it where the lab's data files are, as in grading.
 void run_reference(const std::string& runner, const std::vector<std::string>& args,
-                   const std::string& dir, const Task& task, bool use_bwrap, uint64_t seed) {
+                   const std::string& dir, const Task& task, bool use_bwrap, uint64_t seed,
+                   const std::string& lab_dir) {
   SandboxOptions o;
   o.argv = {runner};
   o.argv.insert(o.argv.end(), args.begin(), args.end());
   o.workdir = dir;
   o.use_bwrap = use_bwrap;
-  o.env = {{"OMP_NUM_THREADS", "1"}};
+  o.env = {{"OMP_NUM_THREADS", "1"}, {"EFFML_LAB_DIR", absolute_path(lab_dir)}};
   o.run_as_uid = static_cast<uint32_t>(::geteuid());
   o.run_as_gid = static_cast<uint32_t>(::getegid());
   SandboxLimits l;
@@ -107,9 +109,9 @@ std::vector<std::string> write_fixtures(const GraderConfig& config, const Fixtur
       const std::string dir = scratch + "/" + task.name + "." + std::to_string(k);
       make_dirs(dir);
       run_reference(runner, {"gen", task.name, std::to_string(seed), "inputs.safetensors"}, dir,
-                    task, options.use_bwrap, seed);
+                    task, options.use_bwrap, seed, paths.lab_dir);
       run_reference(runner, {"run", task.name, "inputs.safetensors", "expected.safetensors"}, dir,
-                    task, options.use_bwrap, seed);
+                    task, options.use_bwrap, seed, paths.lab_dir);
       const SafetensorsFile inputs = load_safetensors(dir + "/inputs.safetensors");
       const SafetensorsFile expected = load_safetensors(dir + "/expected.safetensors");
       std::vector<std::pair<std::string, const Tensor*>> tensors;

@@ -8,14 +8,17 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <random>
 #include <thread>
 
 #include "effml/data.h"
+#include "effml/metrics.h"
 #include "effml/error.h"
 #include "effml/grader/build.h"
 #include "effml/grader/compare.h"
 #include "effml/grader/files.h"
+#include "effml/grader/model_checks.h"
 #include "effml/grader/sandbox.h"
 #include "effml/models.h"
 #include "effml/safetensors.h"
@@ -60,6 +63,19 @@ struct Grading {
   int threads = 1;
   std::unique_ptr<Dataset> test_set;  // loaded on first use
 
+  // A model task's baseline, loaded and measured once per grading; its accuracy (10,000 test
+  // images) only when a returned model needs comparing, so a failing runner costs nothing more.
+  struct Baseline {
+    std::unique_ptr<Sequential> model;
+    std::optional<double> accuracy_;
+    ModelFigures figures;
+    double accuracy(Grading& g) {
+      if (!accuracy_) accuracy_ = evaluate(*model, g.fashion_mnist_test()).accuracy;
+      return *accuracy_;
+    }
+  };
+  std::map<std::string, Baseline> baselines;  // by file name
+
   void say(const std::string& line) const {
     if (options.progress) options.progress(manifest.short_name + ": " + line);
   }
@@ -74,7 +90,11 @@ struct Grading {
     o.workdir = workdir;
     o.use_bwrap = options.use_bwrap;
     const std::string data = default_fashion_mnist_dir();
-    o.env = {{"OMP_NUM_THREADS", std::to_string(threads)}, {"EFFML_FASHION_MNIST_DIR", data}};
+    // EFFML_LAB_DIR: where a runner finds the lab's data files (a model task's baseline);
+    // always the lab folder of this tree, never a submission's.
+    o.env = {{"OMP_NUM_THREADS", std::to_string(threads)},
+             {"EFFML_FASHION_MNIST_DIR", data},
+             {"EFFML_LAB_DIR", absolute_path(paths.lab_dir)}};
     if (is_dir(data)) o.readonly_paths.push_back(data);
     if (trusted) {
       o.run_as_uid = static_cast<uint32_t>(::geteuid());
@@ -101,6 +121,17 @@ struct Grading {
   const Dataset& fashion_mnist_test() {
     if (!test_set) test_set = std::make_unique<Dataset>(load_fashion_mnist("test"));
     return *test_set;
+  }
+
+  // The lab's trusted checkpoint `file` loaded into `model_name`, with its accuracy.
+  Baseline& baseline(const std::string& file, const std::string& model_name) {
+    auto it = baselines.find(file);
+    if (it != baselines.end()) return it->second;
+    Baseline b;
+    b.model = make_model(model_name, 0);
+    load_checkpoint(paths.lab_dir + "/" + file, *b.model);  // an error here is the grader's
+    b.figures = measure_figures(*b.model);
+    return baselines.emplace(file, std::move(b)).first->second;
   }
 };
 
@@ -323,40 +354,49 @@ void grade_exact(Grading& g, const Task& task, TaskResult& r, std::vector<std::s
   pass(r, "All outputs match (" + how + "; largest difference " + diff + ").");
 }
 
-void grade_accuracy(Grading& g, const Task& task, TaskResult& r) {
+// Runs a task whose runner writes a checkpoint (`run TASK none model.safetensors`) and loads
+// it into `model`; on failure, fails `r` with the reason and returns false.
+bool run_checkpoint_task(Grading& g, const Task& task, TaskResult& r, const std::string& model_name,
+                         std::unique_ptr<Sequential>& model, const std::vector<int64_t>* vgg_like) {
   const std::string dir = g.student_area + "/" + task.name;
   remove_tree(dir);
   make_dirs(dir);
   const SandboxResult run = g.run(g.student_runner, {"run", task.name, "none", "model.safetensors"},
                                   dir, task.limits, false);
   r.extra["runner_seconds"] = run.wall_seconds;
-  r.extra["threshold"] = task.threshold;
   if (!task.calibration.empty()) r.extra["calibration"] = task.calibration;
   if (run.kind != ExitKind::Ok) {
     r.extra["exit"] = exit_kind_name(run.kind);
     fail(r, describe_failed_run(run));
-    return;
+    return false;
   }
   const std::string path = dir + "/model.safetensors";
   if (!is_plain_file(path)) {
     fail(r, "The runner finished but did not write model.safetensors.");
-    return;
+    return false;
   }
   const std::string unsafe = unsafe_header(path);
   if (!unsafe.empty()) {
-    fail(r, "The checkpoint cannot be loaded into " + task.model + ": " + unsafe + ".");
-    return;
+    fail(r, "The checkpoint cannot be loaded into " + model_name + ": " + unsafe + ".");
+    return false;
   }
-  auto model = make_model(task.model, 0);
   try {
+    model = vgg_like ? make_vgg(vgg_widths_from(path, *vgg_like)) : make_model(model_name, 0);
     load_checkpoint(path, *model);
   } catch (const Error& e) {
     // The message starts with the file's path, which means nothing to the student.
     std::string why = e.what();
     if (why.rfind(path, 0) == 0) why = "model.safetensors" + why.substr(path.size());
-    fail(r, "The checkpoint cannot be loaded into " + task.model + ": " + why);
-    return;
+    fail(r, "The checkpoint cannot be loaded into " + model_name + ": " + why);
+    return false;
   }
+  return true;
+}
+
+void grade_accuracy(Grading& g, const Task& task, TaskResult& r) {
+  r.extra["threshold"] = task.threshold;
+  std::unique_ptr<Sequential> model;
+  if (!run_checkpoint_task(g, task, r, task.model, model, nullptr)) return;
   const Dataset& test = g.fashion_mnist_test();
   const EvalResult eval = evaluate(*model, test);
   r.extra["accuracy"] = eval.accuracy;
@@ -368,6 +408,109 @@ void grade_accuracy(Grading& g, const Task& task, TaskResult& r) {
     pass(r, measured);
   } else {
     fail(r, measured);
+  }
+}
+
+std::string points_text(double v) { return fixed(100.0 * v, 2) + " points"; }
+
+// A model task: the grader measures the returned checkpoint against the lab's baseline and
+// applies the checks the manifest sets (see manifest.h). Every check is reported, passed or not.
+void grade_model(Grading& g, const Task& task, TaskResult& r) {
+  Grading::Baseline& base = g.baseline(task.baseline, task.model);
+  std::vector<int64_t> base_cfg;
+  if (task.model == "vgg") base_cfg = vgg_config(*base.model);
+  std::unique_ptr<Sequential> model;
+  if (!run_checkpoint_task(g, task, r, task.model, model, task.model == "vgg" ? &base_cfg : nullptr))
+    return;
+  const ModelFigures f = measure_figures(*model);
+  const EvalResult eval = evaluate(*model, g.fashion_mnist_test());
+  r.extra["accuracy"] = eval.accuracy;
+  const double base_accuracy = base.accuracy(g);
+  r.extra["baseline_accuracy"] = base_accuracy;
+  r.extra["parameters"] = f.parameters;
+  r.extra["nonzeros"] = f.nonzeros;
+  r.extra["size_bytes"] = f.sparse_bytes;
+  r.extra["baseline_size_bytes"] = base.figures.dense_bytes;
+  r.extra["macs"] = f.macs;
+  r.extra["baseline_macs"] = base.figures.macs;
+  nlohmann::json layers = nlohmann::json::array();
+  std::string layer_text;
+  for (const LayerSparsity& l : f.layers) {
+    layers.push_back({{"name", l.name}, {"numel", l.numel}, {"nonzeros", l.nonzeros},
+                      {"sparsity", l.sparsity()}});
+    layer_text += "\n  " + l.name + ": sparsity " + percent(l.sparsity()) + " (" +
+                  std::to_string(l.nonzeros) + " of " + std::to_string(l.numel) + " kept)";
+  }
+  r.extra["layers"] = layers;
+
+  std::vector<std::string> passed, failed;
+  auto check = [&](bool ok, const std::string& line) { (ok ? passed : failed).push_back(line); };
+  const double size_fraction = f.sparse_bytes / base.figures.dense_bytes;
+  r.extra["size_fraction"] = size_fraction;
+  if (task.max_size_fraction) {
+    check(size_fraction <= *task.max_size_fraction,
+          "Size " + fixed(f.sparse_bytes, 0) + " bytes = " + percent(size_fraction) +
+              " of the dense model's " + fixed(base.figures.dense_bytes, 0) +
+              " (limit " + percent(*task.max_size_fraction) +
+              "; pruned weights stored as a bitmask plus the non-zero values).");
+  }
+  const double drop = base_accuracy - eval.accuracy;
+  const std::string accuracy_line = "Test accuracy " + percent(eval.accuracy) + ", dense model " +
+                                    percent(base_accuracy);
+  if (task.max_accuracy_drop) {
+    check(drop <= *task.max_accuracy_drop + 1e-12,
+          accuracy_line + ": a loss of " + points_text(drop) + " (limit " +
+              points_text(*task.max_accuracy_drop) + ").");
+  }
+  if (task.max_accuracy_change) {
+    check(std::abs(drop) <= *task.max_accuracy_change + 1e-12,
+          accuracy_line + ": a change of " + points_text(std::abs(drop)) + " (limit " +
+              points_text(*task.max_accuracy_change) + ").");
+  }
+  if (task.channels_sorted) {
+    const std::string order = check_channel_order(*model);
+    check(order.empty(), order.empty() ? "Channels sorted by importance." : "Channels: " + order + ".");
+  }
+  if (task.channel_ratio) {
+    const std::vector<int64_t> want = vgg_pruned_config(base_cfg, *task.channel_ratio);
+    const std::vector<int64_t> got = vgg_config(*model);
+    auto text = [](const std::vector<int64_t>& cfg) {
+      std::string t;
+      for (int64_t c : cfg) t += (t.empty() ? "" : ",") + (c == 0 ? std::string("M") : std::to_string(c));
+      return "{" + t + "}";
+    };
+    const int64_t formula = vgg_macs_formula(want);
+    r.extra["macs_formula"] = formula;
+    check(got == want, "Widths " + text(got) + (got == want ? " as expected" : ", expected " + text(want)) +
+                           " at prune ratio " + fixed(*task.channel_ratio, 2) + ".");
+    check(f.macs == formula, "MACs per image " + with_commas(f.macs) + " (formula: " +
+                                 with_commas(formula) + "; dense model " +
+                                 with_commas(base.figures.macs) + ", " +
+                                 fixed(static_cast<double>(base.figures.macs) / f.macs, 2) + "x more).");
+  }
+  if (task.min_speedup) {
+    const LatencyPair lat = measure_latency_pair(*base.model, *model);
+    const double speedup = lat.baseline_ms / lat.model_ms;
+    r.extra["latency_ms"] = lat.model_ms;
+    r.extra["baseline_latency_ms"] = lat.baseline_ms;
+    r.extra["speedup"] = speedup;
+    check(speedup >= *task.min_speedup,
+          "Batch-1 latency " + fixed(lat.model_ms, 3) + " ms against the dense model's " +
+              fixed(lat.baseline_ms, 3) + " ms, measured in turn in this run (1 thread): " +
+              fixed(speedup, 2) + "x faster (at least " + fixed(*task.min_speedup, 2) + "x).");
+  }
+  if (!task.max_accuracy_drop && !task.max_accuracy_change) {
+    passed.push_back(accuracy_line + " (reported, not checked).");
+  }
+  std::string text;
+  for (const auto& line : failed) text += (text.empty() ? "" : "\n") + ("FAILED: " + line);
+  for (const auto& line : passed) text += (text.empty() ? "" : "\n") + line;
+  text += "\nMeasured by the grader on the " + std::to_string(eval.count) +
+          " Fashion-MNIST test images; weights:" + layer_text;
+  if (failed.empty()) {
+    pass(r, text);
+  } else {
+    fail(r, text);
   }
 }
 
@@ -582,6 +725,8 @@ GradeResult grade(const GraderConfig& config, const GradeOptions& options) {
       grade_exact(g, task, r, result.warnings);
     } else if (task.kind == TaskKind::Accuracy) {
       grade_accuracy(g, task, r);
+    } else if (task.kind == TaskKind::Model) {
+      grade_model(g, task, r);
     } else {
       fail(r, "Speed tasks are not graded by this version of the grader.");
     }

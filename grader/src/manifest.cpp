@@ -145,8 +145,9 @@ TaskKind parse_kind(const std::string& s, const Context& ctx) {
   if (s == "exact") return TaskKind::Exact;
   if (s == "accuracy") return TaskKind::Accuracy;
   if (s == "manual") return TaskKind::Manual;
+  if (s == "model") return TaskKind::Model;
   if (s == "speed") return TaskKind::Speed;
-  ctx.fail("\"kind\" must be one of exact, accuracy, manual, speed; got \"" + s + "\"");
+  ctx.fail("\"kind\" must be one of exact, accuracy, manual, model, speed; got \"" + s + "\"");
 }
 
 Task parse_task(const json& obj, std::size_t index, const RunLimits& lab_limits, bool in_hidden,
@@ -164,7 +165,9 @@ Task parse_task(const json& obj, std::size_t index, const RunLimits& lab_limits,
   check_known_fields(
       obj,
       {"name", "title", "points", "kind", "visibility", "tags", "hidden", "limits", "seeds",
-       "tolerance", "model", "threshold", "calibration", "answers_file", "description"},
+       "tolerance", "model", "threshold", "calibration", "answers_file", "description",
+       "baseline", "max_size_fraction", "max_accuracy_drop", "max_accuracy_change",
+       "channels_sorted", "channel_ratio", "min_speedup"},
       ctx);
   t.title = get_string(obj, "title", ctx);
   t.points = get_number(obj, "points", ctx, 0, 1e6, false, 0, true, ">= 0");
@@ -208,7 +211,7 @@ Task parse_task(const json& obj, std::size_t index, const RunLimits& lab_limits,
     forbid("seeds");
     forbid("tolerance");
   }
-  if (t.kind == TaskKind::Accuracy) {
+  if (t.kind == TaskKind::Accuracy || t.kind == TaskKind::Model) {
     t.model = get_string(obj, "model", ctx);
     const auto names = model_names();
     if (std::find(names.begin(), names.end(), t.model) == names.end()) {
@@ -216,11 +219,55 @@ Task parse_task(const json& obj, std::size_t index, const RunLimits& lab_limits,
       for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
       ctx.fail("\"model\": unknown model \"" + t.model + "\" (known: " + list + ")");
     }
+  } else {
+    forbid("model");
+  }
+  if (t.kind == TaskKind::Accuracy) {
     t.threshold = get_number(obj, "threshold", ctx, 0, 1, true, 0, true,
                              "in (0, 1] (a fraction: 0.86 means 86%)");
   } else {
-    forbid("model");
     forbid("threshold");
+  }
+  const char* model_checks[] = {"max_size_fraction", "max_accuracy_drop", "max_accuracy_change",
+                                "channels_sorted", "channel_ratio", "min_speedup"};
+  if (t.kind == TaskKind::Model) {
+    t.baseline = get_string(obj, "baseline", ctx);
+    check_plain_name(t.baseline, "baseline", ctx);
+    // A fraction in [0, 1] ((0, 1] when zero makes no sense), as 0.005 for half a point.
+    auto fraction = [&](const char* key, bool zero_ok) -> std::optional<double> {
+      if (!obj.contains(key)) return std::nullopt;
+      return get_number(obj, key, ctx, 0, 1, !zero_ok, 0, false,
+                        std::string(zero_ok ? "in [0, 1]" : "in (0, 1]") +
+                            " (a fraction: 0.005 means half a point of accuracy)");
+    };
+    t.max_size_fraction = fraction("max_size_fraction", false);
+    t.max_accuracy_drop = fraction("max_accuracy_drop", true);
+    t.max_accuracy_change = fraction("max_accuracy_change", true);
+    t.channel_ratio = fraction("channel_ratio", true);
+    if (t.channel_ratio && *t.channel_ratio >= 1) {
+      ctx.fail("\"channel_ratio\" must be below 1 (a pruned conv keeps at least one channel)");
+    }
+    if (obj.contains("min_speedup")) {
+      t.min_speedup = get_number(obj, "min_speedup", ctx, 0, 1000, true, 0, true, "in (0, 1000]");
+    }
+    if (obj.contains("channels_sorted")) {
+      if (!obj["channels_sorted"].is_boolean()) {
+        ctx.fail("\"channels_sorted\" must be true or false, got " + shown(obj["channels_sorted"]));
+      }
+      t.channels_sorted = obj["channels_sorted"].get<bool>();
+    }
+    if (t.channel_ratio && t.model != "vgg") {
+      ctx.fail("\"channel_ratio\" applies to the model \"vgg\" only");
+    }
+    const bool any = t.channels_sorted || t.max_size_fraction || t.max_accuracy_drop ||
+                     t.max_accuracy_change || t.channel_ratio || t.min_speedup;
+    if (!any) {
+      ctx.fail("a model task needs at least one check: max_size_fraction, max_accuracy_drop, "
+               "max_accuracy_change, channels_sorted, channel_ratio or min_speedup");
+    }
+  } else {
+    forbid("baseline");
+    for (const char* key : model_checks) forbid(key);
   }
   if (t.kind == TaskKind::Manual) {
     t.answers_file = get_string(obj, "answers_file", ctx);
@@ -266,6 +313,8 @@ const char* task_kind_name(TaskKind kind) {
       return "accuracy";
     case TaskKind::Manual:
       return "manual";
+    case TaskKind::Model:
+      return "model";
     case TaskKind::Speed:
       return "speed";
   }
@@ -376,6 +425,12 @@ Manifest load_manifest(const LabPaths& paths) {
   if (!paths.reference_dir.empty()) {
     const std::string hidden = paths.reference_dir + "/manifest.hidden.json";
     if (is_plain_file(hidden)) merge_hidden_manifest(m, read_file(hidden), hidden);
+  }
+  for (const Task& t : m.tasks) {
+    if (!t.baseline.empty() && !is_plain_file(paths.lab_dir + "/" + t.baseline)) {
+      throw Error(file + ": task \"" + t.name + "\": the baseline " + t.baseline + " is not in " +
+                  paths.lab_dir);
+    }
   }
   return m;
 }

@@ -33,6 +33,7 @@
 #include "effml/error.h"
 #include "effml/rng.h"
 #include "effml/safetensors.h"
+#include "effml/lab_runner.h"
 #include "effml/tensor.h"
 #include "lab0.h"
 #include "student_model.h"
@@ -42,31 +43,17 @@ namespace {
 using effml::Rng;
 using effml::Shape;
 using effml::Tensor;
-
-// Named tensors, in the order they are written.
-using TensorList = std::vector<std::pair<std::string, Tensor>>;
+using effml::TensorList;
+using effml::awkward_size;
+using effml::normal;
+using effml::size_between;
 using Metadata = std::map<std::string, std::string>;
+
 
 // ---- random inputs -------------------------------------------------------------------------------
 
-// The sizes every exact task draws its dimensions from: 1 (a single row or column), odd sizes
-// that do not divide into SIMD widths (3, 7, 17, 33) and one that does (32).
-int64_t awkward_size(Rng& rng) {
-  const int64_t sizes[] = {1, 3, 7, 17, 32, 33};
-  return sizes[rng.randint(6)];
-}
 
-// A size between lo and hi inclusive.
-int64_t size_between(Rng& rng, int64_t lo, int64_t hi) {
-  return lo + static_cast<int64_t>(rng.randint(static_cast<uint64_t>(hi - lo + 1)));
-}
 
-// Normal samples with standard deviation `std`.
-Tensor normal(const Shape& shape, float std, Rng& rng) {
-  Tensor t = Tensor::randn(shape, rng);
-  t.mul_(std);
-  return t;
-}
 
 // Normal samples of which about one in eight is exactly zero (where ReLU has no derivative).
 Tensor normal_with_zeros(const Shape& shape, Rng& rng) {
@@ -77,7 +64,6 @@ Tensor normal_with_zeros(const Shape& shape, Rng& rng) {
   return t;
 }
 
-Tensor scalar(float value) { return Tensor(Shape{}, std::vector<float>{value}); }
 
 // N labels in [0, C) as an int32 tensor.
 Tensor random_labels(int64_t n, int64_t c, Rng& rng) {
@@ -170,9 +156,9 @@ TensorList gen_loss_large_logits(Rng& rng) {
 void sgd_hyper_parameters(TensorList& t, Rng& rng) {
   const float momenta[] = {0.0f, 0.5f, 0.9f, 0.99f};
   const float decays[] = {0.0f, 1e-4f, 5e-4f, 1e-2f};
-  t.emplace_back("lr", scalar(rng.uniform(0.001f, 0.5f)));
-  t.emplace_back("momentum", scalar(momenta[rng.randint(4)]));
-  t.emplace_back("weight_decay", scalar(decays[rng.randint(4)]));
+  t.emplace_back("lr", effml::scalar_tensor(rng.uniform(0.001f, 0.5f)));
+  t.emplace_back("momentum", effml::scalar_tensor(momenta[rng.randint(4)]));
+  t.emplace_back("weight_decay", effml::scalar_tensor(decays[rng.randint(4)]));
 }
 
 // One step from the middle of a run: the velocity is not zero.
@@ -201,62 +187,38 @@ TensorList gen_sgd_steps(Rng& rng) {
 
 // ---- calling the student's functions ---------------------------------------------------------
 
-// Input tensors by name, with a clear message when one is missing. A fixture file, whose
-// inputs are named "input.<name>", is read as well, so `runner run TASK fixtures/TASK.safetensors
-// out.safetensors` works by hand.
-class Inputs {
- public:
-  explicit Inputs(const std::string& path) : file_(effml::load_safetensors(path)), path_(path) {}
-  const Tensor& at(const std::string& name) const {
-    if (!file_.contains(name) && file_.contains("input." + name)) return file_.at("input." + name);
-    EFFML_CHECK(file_.contains(name), path_ << ": no input tensor '" << name << "'");
-    return file_.at(name);
-  }
-  float scalar(const std::string& name) const { return at(name).item(); }
-  std::vector<int32_t> labels(const std::string& name) const {
-    const Tensor& t = at(name);
-    EFFML_CHECK(t.dtype() == effml::DType::Int32 && t.dim() == 1,
-                path_ << ": '" << name << "' must be int32 (N), got " << effml::dtype_name(t.dtype())
-                      << " " << t.shape_str());
-    return std::vector<int32_t>(t.data_i32(), t.data_i32() + t.numel());
-  }
 
- private:
-  effml::SafetensorsFile file_;
-  std::string path_;
-};
-
-TensorList run_linear_forward(const Inputs& in) {
+TensorList run_linear_forward(const effml::RunnerInputs& in) {
   return {{"y", lab0::linear_forward(in.at("x"), in.at("weight"), in.at("bias"))}};
 }
 
-TensorList run_linear_backward(const Inputs& in) {
+TensorList run_linear_backward(const effml::RunnerInputs& in) {
   lab0::LinearGrads g = lab0::linear_backward(in.at("dy"), in.at("x"), in.at("weight"));
   return {{"dx", std::move(g.dx)}, {"dweight", std::move(g.dweight)}, {"dbias", std::move(g.dbias)}};
 }
 
-TensorList run_relu_backward(const Inputs& in) {
+TensorList run_relu_backward(const effml::RunnerInputs& in) {
   return {{"dx", lab0::relu_backward(in.at("dy"), in.at("x"))}};
 }
 
-TensorList run_loss_forward(const Inputs& in) {
-  const float loss = lab0::softmax_cross_entropy_forward(in.at("logits"), in.labels("labels"));
-  return {{"loss", scalar(loss)}};
+TensorList run_loss_forward(const effml::RunnerInputs& in) {
+  const float loss = lab0::softmax_cross_entropy_forward(in.at("logits"), in.ints("labels"));
+  return {{"loss", effml::scalar_tensor(loss)}};
 }
 
-TensorList run_loss_backward(const Inputs& in) {
+TensorList run_loss_backward(const effml::RunnerInputs& in) {
   return {{"dlogits",
-           lab0::softmax_cross_entropy_backward(in.at("logits"), in.labels("labels"))}};
+           lab0::softmax_cross_entropy_backward(in.at("logits"), in.ints("labels"))}};
 }
 
-TensorList run_loss_both(const Inputs& in) {
+TensorList run_loss_both(const effml::RunnerInputs& in) {
   TensorList out = run_loss_forward(in);
   TensorList grad = run_loss_backward(in);
   out.push_back(std::move(grad[0]));
   return out;
 }
 
-TensorList run_sgd(const Inputs& in) {
+TensorList run_sgd(const effml::RunnerInputs& in) {
   Tensor weight = in.at("weight");
   Tensor velocity = in.at("velocity");
   lab0::sgd_momentum_step(weight, in.at("grad"), velocity, in.scalar("lr"), in.scalar("momentum"),
@@ -264,7 +226,7 @@ TensorList run_sgd(const Inputs& in) {
   return {{"weight", std::move(weight)}, {"velocity", std::move(velocity)}};
 }
 
-TensorList run_sgd_steps(const Inputs& in) {
+TensorList run_sgd_steps(const effml::RunnerInputs& in) {
   Tensor weight = in.at("weight");
   Tensor velocity = in.at("velocity");
   const Tensor& grads = in.at("grads");
@@ -295,7 +257,7 @@ TensorList gen_train(uint64_t seed) {
 void run_train(const std::string& in_path, const std::string& out_path) {
   int32_t seed = kTrainSeed;
   if (in_path != "none") {
-    const Inputs inputs(in_path);
+    const effml::RunnerInputs inputs(in_path);
     const Tensor& t = inputs.at("seed");
     EFFML_CHECK(t.dtype() == effml::DType::Int32 && t.numel() == 1,
                 in_path << ": 'seed' must be one int32");
@@ -333,107 +295,24 @@ void run_train(const std::string& in_path, const std::string& out_path) {
 
 // ---- the task table ------------------------------------------------------------------------
 
-struct Task {
-  std::function<TensorList(Rng&)> gen;           // inputs from a seeded generator
-  std::function<TensorList(const Inputs&)> run;  // outputs from inputs; empty for train_lenet300
-};
-
-const std::map<std::string, Task>& tasks() {
-  static const std::map<std::string, Task> table = {
-      {"linear_forward", {gen_linear_forward, run_linear_forward}},
-      {"linear_forward_large", {gen_linear_forward_large, run_linear_forward}},
-      {"linear_backward", {gen_linear_backward, run_linear_backward}},
-      {"linear_backward_large", {gen_linear_backward_large, run_linear_backward}},
-      {"relu_backward", {gen_relu_backward, run_relu_backward}},
-      {"relu_backward_4d", {gen_relu_backward_4d, run_relu_backward}},
-      {"softmax_cross_entropy_forward", {gen_loss, run_loss_forward}},
-      {"softmax_cross_entropy_backward", {gen_loss, run_loss_backward}},
-      {"softmax_cross_entropy_large_logits", {gen_loss_large_logits, run_loss_both}},
-      {"sgd_momentum_step", {gen_sgd, run_sgd}},
-      {"sgd_momentum_steps", {gen_sgd_steps, run_sgd_steps}},
-      {"train_lenet300", {nullptr, nullptr}},  // handled by gen_train and run_train
+const std::map<std::string, effml::RunnerTask>& tasks() {
+  static const std::map<std::string, effml::RunnerTask> table = {
+      {"linear_forward", {gen_linear_forward, run_linear_forward, nullptr, nullptr}},
+      {"linear_forward_large", {gen_linear_forward_large, run_linear_forward, nullptr, nullptr}},
+      {"linear_backward", {gen_linear_backward, run_linear_backward, nullptr, nullptr}},
+      {"linear_backward_large", {gen_linear_backward_large, run_linear_backward, nullptr, nullptr}},
+      {"relu_backward", {gen_relu_backward, run_relu_backward, nullptr, nullptr}},
+      {"relu_backward_4d", {gen_relu_backward_4d, run_relu_backward, nullptr, nullptr}},
+      {"softmax_cross_entropy_forward", {gen_loss, run_loss_forward, nullptr, nullptr}},
+      {"softmax_cross_entropy_backward", {gen_loss, run_loss_backward, nullptr, nullptr}},
+      {"softmax_cross_entropy_large_logits", {gen_loss_large_logits, run_loss_both, nullptr, nullptr}},
+      {"sgd_momentum_step", {gen_sgd, run_sgd, nullptr, nullptr}},
+      {"sgd_momentum_steps", {gen_sgd_steps, run_sgd_steps, nullptr, nullptr}},
+      {"train_lenet300", {nullptr, nullptr, run_train, gen_train}},
   };
   return table;
 }
 
-void save(const std::string& path, const TensorList& tensors, const Metadata& meta) {
-  std::vector<std::pair<std::string, const Tensor*>> refs;
-  for (const auto& [name, t] : tensors) refs.emplace_back(name, &t);
-  effml::save_safetensors(path, refs, meta);
-}
-
-const Task& find_task(const std::string& name) {
-  const auto it = tasks().find(name);
-  if (it == tasks().end()) {
-    std::string known;
-    for (const auto& [n, t] : tasks()) known += " " + n;
-    throw effml::Error("unknown task '" + name + "'; tasks:" + known);
-  }
-  return it->second;
-}
-
-// FNV-1a hash of a task name.
-uint64_t name_hash(const std::string& name) {
-  uint64_t h = 14695981039346656037ull;
-  for (const char c : name) {
-    h ^= static_cast<unsigned char>(c);
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
-int usage() {
-  std::fprintf(stderr,
-               "usage: runner gen TASK SEED INPUTS.safetensors\n"
-               "       runner run TASK INPUTS.safetensors OUTPUTS.safetensors\n"
-               "       runner list\n");
-  return 2;
-}
-
-int main_checked(int argc, char** argv) {
-  const std::vector<std::string> args(argv + 1, argv + argc);
-  if (args.size() == 1 && args[0] == "list") {
-    for (const auto& [name, task] : tasks()) std::printf("%s\n", name.c_str());
-    return 0;
-  }
-  if (args.size() != 4) return usage();
-  const std::string& mode = args[0];
-  const std::string& name = args[1];
-  const Task& task = find_task(name);
-  if (mode == "gen") {
-    char* end = nullptr;
-    const unsigned long long seed = std::strtoull(args[2].c_str(), &end, 10);
-    EFFML_CHECK(!args[2].empty() && args[2][0] != '-' && *end == '\0',
-                "the seed must be a non-negative integer, got '" << args[2] << "'");
-    // Each task draws from its own stream, so one seed gives different sizes to different tasks.
-    Rng rng(seed ^ name_hash(name));
-    const TensorList inputs = task.gen ? task.gen(rng) : gen_train(seed);
-    save(args[3], inputs, {{"lab", "lab0_tensor"}, {"task", name}, {"seed", args[2]}});
-    return 0;
-  }
-  if (mode == "run") {
-    if (!task.run) {
-      run_train(args[2], args[3]);
-      return 0;
-    }
-    const Inputs inputs(args[2]);
-    const TensorList outputs = task.run(inputs);
-    save(args[3], outputs, {{"lab", "lab0_tensor"}, {"task", name}});
-    return 0;
-  }
-  return usage();
-}
-
 }  // namespace
 
-int main(int argc, char** argv) {
-  try {
-    return main_checked(argc, argv);
-  } catch (const effml::NotImplemented& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    return 3;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return effml::run_lab_runner(argc, argv, "lab0_tensor", tasks()); }

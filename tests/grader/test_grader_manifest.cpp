@@ -82,7 +82,7 @@ TEST_CASE("manifest errors name the file, the task and the field", "[grader][man
                                         "treshold": 1})")),
              Contains("tasks[0] (\"x\"): unknown field \"treshold\" (known fields: "));
   CHECK_THAT(error_of(manifest_with(R"({"name": "x", "title": "X", "points": 1, "kind": "fast"})")),
-             Contains("\"kind\" must be one of exact, accuracy, manual, speed; got \"fast\""));
+             Contains("\"kind\" must be one of exact, accuracy, manual, model, speed; got \"fast\""));
   CHECK_THAT(error_of(manifest_with(R"({"name": "x", "title": "X", "points": 1, "kind": "accuracy",
                                         "model": "resnet", "threshold": 0.5})")),
              Contains("\"model\": unknown model \"resnet\" (known: lenet300"));

@@ -41,6 +41,19 @@ double model_size_bytes(Module& model, int bits = 32);
 /// what a sparse format stores): nonzeros * bits / 8.
 double nonzero_size_bytes(Module& model, int bits = 32);
 
+/// Bits a tensor of `numel` values with `nonzeros` non-zero ones takes in the bitmask sparse
+/// format: one bit per position (is it stored?) plus `bits` per non-zero value, or the dense
+/// `numel * bits` when that is smaller (a real store keeps whichever is smaller):
+/// \f$ \min(n b,\; n + z b) \f$. Throws unless 0 <= nonzeros <= numel and bits in [1, 64].
+double bitmask_size_bits(int64_t numel, int64_t nonzeros, int bits = 32);
+
+/// Storage of `model`'s parameters with every weight of two or more dimensions (convolution and
+/// linear weights) in the bitmask format of bitmask_size_bits() and every other parameter
+/// (biases, batch-norm scales and shifts) dense, at `bits` bits per value, in bytes. This is
+/// what the pruning lab's grader reports as a pruned model's size; compare it with
+/// model_size_bytes() of the dense model.
+double sparse_model_size_bytes(Module& model, int bits = 32);
+
 /// Latency statistics in milliseconds (p90: the sorted time at index floor(0.9 * repeats)).
 struct LatencyStats {
   ///@{

@@ -32,6 +32,18 @@ std::unique_ptr<Sequential> make_lenet5();
 /// {16, M, 32, M, 64, 64, M} (M = 2x2 max-pool), flatten, classifier Linear(64*3*3, 10).
 /// The model of the pruning and quantization labs.
 std::unique_ptr<Sequential> make_vgg();
+/// The VGG-style CNN with other widths: `cfg` lists, in order, the output channels of each
+/// conv3x3 (padding 1, no bias) + BatchNorm2d + ReLU block, and 0 for each 2x2 max-pool;
+/// make_vgg() is `make_vgg({16, 0, 32, 0, 64, 64, 0})`. The classifier is
+/// Linear(C * S * S, 10), C the last block's channels and S = 28 halved at each pool (rounded
+/// down). Parameter names are those of make_vgg(), so a channel-pruned VGG keeps them.
+/// Weights are left as the layers initialise them (call init_kaiming() for training).
+/// Throws effml::Error for an empty cfg, a negative entry, no conv block, or pools that
+/// shrink 28x28 to nothing.
+std::unique_ptr<Sequential> make_vgg(const std::vector<int64_t>& cfg);
+/// The cfg of a VGG built by make_vgg(cfg), read back from its layers (0 for each pool).
+/// Throws effml::Error naming the layer when `model` is not such a VGG.
+std::vector<int64_t> vgg_config(Sequential& model);
 
 /// Builds a model by name ("lenet300", "lenet5", "vgg") with Kaiming weights from `seed`.
 /// Throws listing the known names for any other name.

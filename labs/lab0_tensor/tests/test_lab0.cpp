@@ -15,7 +15,6 @@
 #include <cstdint>
 #include <fstream>
 #include <functional>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -25,6 +24,7 @@
 #include "effml/safetensors.h"
 #include "effml/tensor.h"
 #include "lab0.h"
+#include "multi_index.h"
 #include "student_model.h"
 
 namespace {
@@ -32,6 +32,7 @@ namespace {
 using effml::Rng;
 using effml::Shape;
 using effml::Tensor;
+using effml::testing::multi_index;
 
 const std::string kFixtures = std::string(EFFML_SOURCE_DIR) + "/labs/lab0_tensor/fixtures/";
 
@@ -44,20 +45,6 @@ std::vector<std::string> fixture_files(const std::string& task) {
     files.push_back(kFixtures + task + "." + std::to_string(k) + ".safetensors");
   }
   return files;
-}
-
-// "[1, 4]": the multi-index of flat index `flat` in `shape`.
-std::string multi_index(const Shape& shape, int64_t flat) {
-  std::vector<int64_t> index(shape.size());
-  for (std::size_t d = shape.size(); d-- > 0;) {
-    index[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  std::ostringstream os;
-  os << "[";
-  for (std::size_t d = 0; d < index.size(); ++d) os << (d ? ", " : "") << index[d];
-  os << "]";
-  return os.str();
 }
 
 // Checks |got - expected| <= atol + rtol * |expected| everywhere (NaN fails); on failure the

@@ -14,10 +14,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdint>
-#include <fstream>
-#include <functional>
 #include <regex>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -27,8 +24,10 @@
 #include "effml/optim.h"
 #include "effml/rng.h"
 #include "effml/tensor.h"
+#include "error_checks.h"
 #include "gradcheck.h"
 #include "lab0.h"
+#include "solution_markers.h"
 #include "student_model.h"
 
 namespace {
@@ -37,67 +36,12 @@ using Catch::Matchers::Contains;
 using effml::Rng;
 using effml::Shape;
 using effml::Tensor;
+using effml::testing::check_error_names;
 
 std::vector<int32_t> random_labels(int64_t n, int64_t c, Rng& rng) {
   std::vector<int32_t> labels(static_cast<std::size_t>(n));
   for (auto& y : labels) y = static_cast<int32_t>(rng.randint(static_cast<uint64_t>(c)));
   return labels;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  INFO("reading " << path);
-  REQUIRE(in.good());
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
-}
-
-// The text with every solution region's content removed (the marker lines stay), and the
-// contents of those regions in order.
-struct SplitSource {
-  std::string outside;
-  std::vector<std::string> regions;
-};
-
-SplitSource split_solution_regions(const std::string& text) {
-  SplitSource s;
-  std::istringstream in(text);
-  std::string line;
-  bool inside = false;
-  while (std::getline(in, line)) {
-    const auto first = line.find_first_not_of(' ');
-    const std::string trimmed = first == std::string::npos ? "" : line.substr(first);
-    if (trimmed == "// BEGIN SOLUTION") {
-      inside = true;
-      s.regions.emplace_back();
-      s.outside += line + "\n";
-    } else if (trimmed == "// END SOLUTION") {
-      inside = false;
-      s.outside += line + "\n";
-    } else if (inside) {
-      s.regions.back() += trimmed + "\n";
-    } else {
-      s.outside += line + "\n";
-    }
-  }
-  return s;
-}
-
-// Checks that `call` throws effml::Error whose message contains `needle`; NotImplemented (an
-// effml::Error too) fails, so an unwritten function cannot pass.
-void check_error_names(const std::function<void()>& call, const std::string& needle) {
-  try {
-    call();
-  } catch (const effml::NotImplemented& e) {
-    FAIL_CHECK(e.what());
-    return;
-  } catch (const effml::Error& e) {
-    INFO("the message should contain \"" << needle << "\"");
-    CHECK_THAT(e.what(), Contains(needle));
-    return;
-  }
-  FAIL_CHECK("expected an effml::Error naming \"" << needle << "\", nothing was thrown");
 }
 
 }  // namespace
@@ -263,12 +207,10 @@ TEST_CASE("hidden: bad labels throw effml::Error naming the label", "[hidden][er
 TEST_CASE("hidden: the stub is the solution with each solution region replaced by a throw",
           "[hidden][stub]") {
   const std::string root = EFFML_SOURCE_DIR;
-  const SplitSource stub = split_solution_regions(read_text(root + "/labs/lab0_tensor/lab0.cpp"));
-  const SplitSource solution =
-      split_solution_regions(read_text(root + "/reference/lab0_tensor/lab0.cpp"));
-  // Same functions, signatures, comments and given code.
-  CHECK(stub.outside == solution.outside);
-  REQUIRE(stub.regions.size() == solution.regions.size());
+  // Same text outside the regions, as many regions in both.
+  const effml::testing::StubAndSolution files = effml::testing::check_stub_matches_solution(
+      root + "/labs/lab0_tensor/lab0.cpp", root + "/reference/lab0_tensor/lab0.cpp");
+  const effml::testing::SplitSource& stub = files.stub;
   REQUIRE(stub.regions.size() == 6);
   const std::regex throw_only(
       "throw effml::NotImplemented\\(\"Task [0-9]+: [a-z_]+\"\\);\n");

@@ -17,9 +17,21 @@
 ///    {"name": "train_lenet300", "title": "Task 6", "points": 20, "kind": "accuracy",
 ///     "model": "lenet300", "threshold": 0.86, "limits": {"wall_seconds": 300},
 ///     "calibration": "how the threshold was measured"},
+///    {"name": "prune_finetune", "title": "Pruned and fine-tuned", "points": 20,
+///     "kind": "model", "model": "vgg", "baseline": "vgg_dense.safetensors",
+///     "max_size_fraction": 0.25, "max_accuracy_drop": 0.005},
 ///    {"name": "questions", "title": "Written questions", "points": 10, "kind": "manual",
 ///     "answers_file": "ANSWERS.md"}]}
 /// ```
+///
+/// A *model* task's runner writes a checkpoint of `model` (for `vgg`, of any widths: the grader
+/// reads them from the weights' shapes); the grader loads it and the lab's `baseline`, measures
+/// both itself (test accuracy, size with pruned weights in the bitmask format, MACs, latency)
+/// and applies the checks the task sets: `max_size_fraction`, `max_accuracy_drop`,
+/// `max_accuracy_change`, `channels_sorted`, `channel_ratio` (exact widths and MACs of a VGG
+/// whose convs but the last keep max(1, round(C (1 - ratio))) channels) and `min_speedup`
+/// (batch-1 latency of the baseline over the model's, same run, interleaved). It needs at least
+/// one check.
 ///
 /// The hidden manifest holds only `{"tasks": [...]}`; each of its tasks must say
 /// `"hidden": true` (and a public task must not), and its visibility defaults to
@@ -29,6 +41,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -51,10 +64,11 @@ enum class TaskKind {
   Exact,     ///< outputs compared with the reference's (or the fixtures')
   Accuracy,  ///< the runner returns a checkpoint; the grader measures its test accuracy
   Manual,    ///< a written answers file, collected for manual grading
+  Model,     ///< the runner returns a checkpoint; the grader measures it against a baseline
   Speed      ///< a timed kernel (not graded by this version: reported as failed with a reason)
 };
 
-/// "exact", "accuracy", "manual", "speed".
+/// "exact", "accuracy", "manual", "model", "speed".
 const char* task_kind_name(TaskKind kind);
 
 /// One task of a lab.
@@ -77,6 +91,14 @@ struct Task {
   std::string calibration;  ///< how the threshold was set (shown in the report)
   // manual
   std::string answers_file;  ///< plain file name in the lab / submission folder
+  // model (also uses `model`): the checks to make; each optional one is on when set
+  std::string baseline;  ///< plain file name of the dense checkpoint in the lab folder
+  std::optional<double> max_size_fraction;  ///< sparse size / baseline's dense size <= this
+  std::optional<double> max_accuracy_drop;  ///< baseline accuracy - accuracy <= this
+  std::optional<double> max_accuracy_change;  ///< |accuracy - baseline accuracy| <= this
+  bool channels_sorted = false;  ///< each conv's output channels in decreasing importance
+  std::optional<double> channel_ratio;  ///< VGG widths and MACs as pruned at this ratio
+  std::optional<double> min_speedup;    ///< baseline latency / latency >= this (batch 1)
 };
 
 /// A parsed and checked manifest.

@@ -1,0 +1,149 @@
+#include "effml/lab_runner.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+
+#include "effml/error.h"
+
+namespace effml {
+
+RunnerInputs::RunnerInputs(const std::string& path) : file_(load_safetensors(path)), path_(path) {}
+
+bool RunnerInputs::contains(const std::string& name) const {
+  return file_.contains(name) || file_.contains("input." + name);
+}
+
+const Tensor& RunnerInputs::at(const std::string& name) const {
+  if (!file_.contains(name) && file_.contains("input." + name)) return file_.at("input." + name);
+  EFFML_CHECK(file_.contains(name), path_ << ": no input tensor '" << name << "'");
+  return file_.at(name);
+}
+
+float RunnerInputs::scalar(const std::string& name) const {
+  const Tensor& t = at(name);
+  EFFML_CHECK(t.dtype() == DType::Float32 && t.numel() == 1,
+              path_ << ": '" << name << "' must be one float32 value, got "
+                    << dtype_name(t.dtype()) << " " << t.shape_str());
+  return t.item();
+}
+
+std::vector<int32_t> RunnerInputs::ints(const std::string& name) const {
+  const Tensor& t = at(name);
+  EFFML_CHECK(t.dtype() == DType::Int32, path_ << ": '" << name << "' must be int32, got "
+                                               << dtype_name(t.dtype()));
+  return std::vector<int32_t>(t.data_i32(), t.data_i32() + t.numel());
+}
+
+TensorList RunnerInputs::with_prefix(const std::string& prefix) const {
+  TensorList out;
+  for (const std::string& p : {prefix, "input." + prefix}) {
+    for (const auto& [name, t] : file_.tensors) {
+      if (name.rfind(p, 0) == 0) out.emplace_back(name.substr(p.size()), t);
+    }
+    if (!out.empty()) break;
+  }
+  return out;
+}
+
+void save_tensor_list(const std::string& path, const TensorList& tensors,
+                      const std::map<std::string, std::string>& metadata) {
+  std::vector<std::pair<std::string, const Tensor*>> refs;
+  for (const auto& [name, t] : tensors) refs.emplace_back(name, &t);
+  save_safetensors(path, refs, metadata);
+}
+
+int64_t awkward_size(Rng& rng) {
+  const int64_t sizes[] = {1, 3, 7, 17, 32, 33};
+  return sizes[rng.randint(6)];
+}
+
+int64_t size_between(Rng& rng, int64_t lo, int64_t hi) {
+  return lo + static_cast<int64_t>(rng.randint(static_cast<uint64_t>(hi - lo + 1)));
+}
+
+Tensor normal(const Shape& shape, float std, Rng& rng) {
+  Tensor t = Tensor::randn(shape, rng);
+  t.mul_(std);
+  return t;
+}
+
+Tensor scalar_tensor(float value) { return Tensor(Shape{}, std::vector<float>{value}); }
+
+namespace {
+
+// FNV-1a hash of a task name: each task draws from its own stream, so one seed gives different
+// sizes to different tasks.
+uint64_t name_hash(const std::string& name) {
+  uint64_t h = 14695981039346656037ull;
+  for (const char c : name) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+int usage() {
+  std::fprintf(stderr,
+               "usage: runner gen TASK SEED INPUTS.safetensors\n"
+               "       runner run TASK INPUTS.safetensors OUTPUTS.safetensors\n"
+               "       runner list\n");
+  return 2;
+}
+
+int dispatch(const std::vector<std::string>& args, const std::string& lab,
+             const std::map<std::string, RunnerTask>& tasks) {
+  if (args.size() == 1 && args[0] == "list") {
+    for (const auto& [name, task] : tasks) std::printf("%s\n", name.c_str());
+    return 0;
+  }
+  if (args.size() != 4) return usage();
+  const std::string& mode = args[0];
+  const std::string& name = args[1];
+  const auto it = tasks.find(name);
+  if (it == tasks.end()) {
+    std::string known;
+    for (const auto& [n, t] : tasks) known += " " + n;
+    throw Error("unknown task '" + name + "'; tasks:" + known);
+  }
+  const RunnerTask& task = it->second;
+  if (mode == "gen") {
+    char* end = nullptr;
+    const unsigned long long seed = std::strtoull(args[2].c_str(), &end, 10);
+    EFFML_CHECK(!args[2].empty() && args[2][0] != '-' && *end == '\0',
+                "the seed must be a non-negative integer, got '" << args[2] << "'");
+    EFFML_CHECK(task.gen || task.gen_from_seed,
+                "task '" << name << "' has no random inputs (run it with 'none')");
+    Rng rng(seed ^ name_hash(name));
+    save_tensor_list(args[3], task.gen ? task.gen(rng) : task.gen_from_seed(seed),
+                     {{"lab", lab}, {"task", name}, {"seed", args[2]}});
+    return 0;
+  }
+  if (mode == "run") {
+    if (task.run_model) {
+      task.run_model(args[2], args[3]);
+      return 0;
+    }
+    const RunnerInputs inputs(args[2]);
+    save_tensor_list(args[3], task.run(inputs), {{"lab", lab}, {"task", name}});
+    return 0;
+  }
+  return usage();
+}
+
+}  // namespace
+
+int run_lab_runner(int argc, char** argv, const std::string& lab,
+                   const std::map<std::string, RunnerTask>& tasks) {
+  try {
+    return dispatch(std::vector<std::string>(argv + 1, argv + argc), lab, tasks);
+  } catch (const NotImplemented& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 3;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace effml
