@@ -11,33 +11,16 @@
 #include "effml/grader/files.h"
 #include "effml/grader/grade.h"
 #include "effml/grader/report.h"
+#include "lab_grading.h"
 
 namespace {
 
 namespace g = effml::grader;
 using Catch::Matchers::Contains;
 
-struct Lab0 {
-  g::GraderConfig config;
-  g::Manifest manifest;
-  std::string out;
-
-  Lab0() {
-    config = g::GraderConfig::load(std::string(EFFML_BINARY_DIR) + "/grader_config.json");
-    config.source_dir = EFFML_SOURCE_DIR;
-    manifest = g::load_manifest(g::find_lab(EFFML_SOURCE_DIR, "lab0"));
-    out = g::make_temp_dir("/tmp", "effml-lab0-grade-");
-  }
-  ~Lab0() { g::remove_tree(out); }
-
-  g::GradeOptions options(g::ImplKind impl, const std::string& name) const {
-    g::GradeOptions o;
-    o.lab = "lab0";
-    o.impl = impl;
-    o.out_dir = out + "/" + name;
-    o.cache_dir = std::string(EFFML_BINARY_DIR) + "/grader-test-cache";
-    return o;
-  }
+// The real Lab 0 of this repository, graded with this build.
+struct Lab0 : effml::testing::LabGrading {
+  Lab0() : LabGrading("lab0") {}
 };
 
 }  // namespace

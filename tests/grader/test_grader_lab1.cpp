@@ -1,0 +1,187 @@
+// Grading the real Lab 1 in the repository: the reference scores every point of the automatic
+// tasks, the model tasks included (their fine-tuning runs for a minute or two: tag [slow]); the
+// stub scores 0 without a grader error; and two submissions that are the reference with one
+// line changed (channel_prune keeps the last channels instead of the first; channel sorting
+// puts the least important channel first) fail exactly the tasks that check that line.
+#include <catch2/catch.hpp>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "effml/grader/config.h"
+#include "effml/grader/files.h"
+#include "effml/grader/grade.h"
+#include "effml/grader/report.h"
+#include "lab_grading.h"
+
+namespace {
+
+namespace g = effml::grader;
+using Catch::Matchers::Contains;
+
+// The real Lab 1 of this repository, graded with this build.
+struct Lab1 : effml::testing::LabGrading {
+  Lab1() : LabGrading("lab1") {}
+
+  // A submission folder holding the reference's lab1.cpp with `from` replaced by `to` (once).
+  std::string mutated_submission(const std::string& name, const std::string& from,
+                                 const std::string& to) const {
+    std::string source =
+        g::read_file(std::string(EFFML_SOURCE_DIR) + "/reference/lab1_pruning/lab1.cpp");
+    const auto at = source.find(from);
+    INFO("the reference's lab1.cpp should contain: " << from);
+    REQUIRE(at != std::string::npos);
+    REQUIRE(source.find(from, at + 1) == std::string::npos);
+    source.replace(at, from.size(), to);
+    const std::string dir = out + "/" + name;
+    g::make_dirs(dir);
+    g::write_file(dir + "/lab1.cpp", source);
+    return dir;
+  }
+};
+
+const g::TaskResult& task_named(const g::GradeResult& r, const std::string& name) {
+  for (const auto& t : r.tasks) {
+    if (t.name == name) return t;
+  }
+  FAIL("no task " << name << " in the results");
+  static const g::TaskResult none;
+  return none;
+}
+
+// A figure the grader recorded for a task, or NaN when it is absent (a failed run records
+// none), so that a check on it fails instead of throwing.
+double figure(const g::TaskResult& t, const std::string& key) {
+  const auto it = t.extra.find(key);
+  return it != t.extra.end() && it->is_number() ? it->get<double>()
+                                                : std::numeric_limits<double>::quiet_NaN();
+}
+
+}  // namespace
+
+TEST_CASE("lab1: the reference scores every point of the automatic tasks including the model tasks",
+          "[grader][lab1][slow]") {
+  Lab1 lab;
+  const auto options = lab.options(g::ImplKind::Reference, "reference");
+  double points = 0;
+  int model_tasks = 0;
+  for (const auto& t : lab.manifest.tasks) {
+    if (t.kind != g::TaskKind::Manual) points += t.points;
+    if (t.kind == g::TaskKind::Model) ++model_tasks;
+  }
+  REQUIRE(model_tasks == 3);
+  const g::GradeResult r = g::grade(lab.config, options);
+  INFO(g::format_table(r, false));
+  CHECK(r.mode == "instructor");
+  CHECK(r.build_ok);
+  CHECK(r.tasks.size() == lab.manifest.tasks.size());
+  for (const auto& t : r.tasks) {
+    if (t.kind == g::TaskKind::Manual) continue;
+    INFO(t.name << ": " << t.output);
+    CHECK(t.status == g::TaskStatus::Passed);
+    CHECK(t.score == t.max_score);
+  }
+  // The manual task adds nothing until graded by hand (pending, or failed while the
+  // reference has no ANSWERS.md of its own).
+  CHECK(r.score() == points);
+
+  // The figures the model tasks measured (see the manifest and labs/lab1_pruning/README.md).
+  const auto& finetune = task_named(r, "prune_finetune");
+  CHECK(figure(finetune, "size_fraction") <= 0.25);
+  CHECK(figure(finetune, "baseline_size_bytes") == 264680.0);
+  CHECK(figure(finetune, "baseline_accuracy") - figure(finetune, "accuracy") <= 0.01);
+  const auto& sorting = task_named(r, "channel_sorting_model");
+  CHECK(figure(sorting, "accuracy") == figure(sorting, "baseline_accuracy"));
+  const auto& pruning = task_named(r, "channel_prune_model");
+  // Widths {11, M, 22, M, 45, 64, M}: 77,616 + 426,888 + 436,590 + 1,270,080 + 5,760 MACs.
+  CHECK(figure(pruning, "macs") == 2216934);
+  CHECK(figure(pruning, "macs_formula") == 2216934);
+  CHECK(figure(pruning, "baseline_macs") == 3731328);
+  CHECK(figure(pruning, "speedup") >= 1.1);
+
+  const std::string answers = std::string(EFFML_SOURCE_DIR) + "/reference/lab1_pruning/ANSWERS.md";
+  const std::string handout = std::string(EFFML_SOURCE_DIR) + "/labs/lab1_pruning/ANSWERS.md";
+  if (g::is_plain_file(answers) && g::read_file(answers) != g::read_file(handout)) {
+    const auto& questions = task_named(r, "questions");
+    CHECK(questions.status == g::TaskStatus::Pending);
+    CHECK(questions.score == 0);
+  }
+}
+
+TEST_CASE("lab1: the stub scores 0 without a grader error", "[grader][lab1]") {
+  Lab1 lab;
+  auto options = lab.options(g::ImplKind::Stub, "stub");
+  // Every task but sensitivity_scan, whose expected outputs cost the reference a scan of the
+  // dense VGG (about 10 s) before the stub fails the same way as the other exact tasks. The
+  // model tasks are kept: their runners load data before the first call of a student function.
+  for (const auto& t : lab.manifest.tasks) {
+    if (t.name != "sensitivity_scan") options.only_tasks.push_back(t.name);
+  }
+  REQUIRE(options.only_tasks.size() + 1 == lab.manifest.tasks.size());
+  const g::GradeResult r = g::grade(lab.config, options);
+  g::write_reports(r, options.out_dir);
+  INFO(g::format_table(r, false));
+  CHECK(r.build_ok);
+  CHECK(r.score() == 0);
+  CHECK(r.tasks.size() == options.only_tasks.size());
+  for (const auto& t : r.tasks) {
+    if (t.kind == g::TaskKind::Manual) continue;
+    INFO(t.name);
+    CHECK(t.status == g::TaskStatus::Failed);
+    CHECK_THAT(t.output, Contains("not implemented yet"));
+  }
+  const auto j = nlohmann::json::parse(g::read_file(options.out_dir + "/results.json"));
+  CHECK(j["score"].get<double>() == 0);
+  CHECK(j["tests"].size() == r.tasks.size());
+}
+
+TEST_CASE("lab1: channel_prune keeping the last channels fails only the channel_prune task",
+          "[grader][lab1]") {
+  Lab1 lab;
+  // The kept output channels become the last keep[j] of each conv (the batch norm follows);
+  // the next conv still reads its first input channels, so the slices no longer match.
+  const std::string dir = lab.mutated_submission(
+      "last_channels", "    const std::vector<int64_t> out = first_n(keep[j]);\n",
+      "    std::vector<int64_t> out = first_n(keep[j]); for (int64_t& o : out) o += "
+      "blocks[j].conv->out_channels() - keep[j];\n");
+  auto options = lab.options(g::ImplKind::Submission, "last_channels_grade");
+  options.submission_dir = dir;
+  // Seed 3: random VGGs whose pruned convs lose channels at the drawn ratios (with widths of
+  // 1 or a small ratio, keeping the first and keeping the last channels coincide).
+  options.seed = 3;
+  options.only_tasks = {"channel_prune", "channel_sorting", "num_channels_to_keep"};
+  const g::GradeResult r = g::grade(lab.config, options);
+  INFO(g::format_table(r, false));
+  CHECK(r.build_ok);
+  REQUIRE(r.tasks.size() == 3);
+  CHECK(task_named(r, "channel_prune").status == g::TaskStatus::Failed);
+  CHECK_THAT(task_named(r, "channel_prune").output, Contains("features."));
+  CHECK(task_named(r, "channel_sorting").status == g::TaskStatus::Passed);
+  CHECK(task_named(r, "num_channels_to_keep").status == g::TaskStatus::Passed);
+}
+
+TEST_CASE("lab1: channel sorting in increasing order fails only the sorting tasks",
+          "[grader][lab1]") {
+  Lab1 lab;
+  const std::string dir = lab.mutated_submission("ascending", "argsort(/*descending=*/true)",
+                                                 "argsort(/*descending=*/false)");
+  auto options = lab.options(g::ImplKind::Submission, "ascending_grade");
+  options.submission_dir = dir;
+  options.seed = 3;
+  options.only_tasks = {"channel_sorting", "channel_sorting_model", "channel_prune",
+                        "input_channel_importance"};
+  const g::GradeResult r = g::grade(lab.config, options);
+  INFO(g::format_table(r, false));
+  CHECK(r.build_ok);
+  REQUIRE(r.tasks.size() == 4);
+  CHECK(task_named(r, "channel_sorting").status == g::TaskStatus::Failed);
+  const auto& model = task_named(r, "channel_sorting_model");
+  CHECK(model.status == g::TaskStatus::Failed);
+  // The grader names the conv whose channels are out of order; the accuracy is unchanged,
+  // since any permutation computes the same function.
+  CHECK_THAT(model.output, Contains("output channels of features.") && Contains("not sorted"));
+  CHECK(figure(model, "accuracy") == figure(model, "baseline_accuracy"));
+  CHECK(task_named(r, "channel_prune").status == g::TaskStatus::Passed);
+  CHECK(task_named(r, "input_channel_importance").status == g::TaskStatus::Passed);
+}
