@@ -1,0 +1,215 @@
+/// \file lab2.h
+/// \brief Lab 2, part 1: the functions you write. Linear (affine) quantization of tensors,
+/// per-channel weight scales, int32 biases, and integer-only linear and convolution layers
+/// requantized by a fixed-point multiplier and shift.
+///
+/// Terms used throughout:
+///
+/// | term        | meaning                                                                  |
+/// |-------------|--------------------------------------------------------------------------|
+/// | bits        | width \f$ b \f$ of the quantized integers                                 |
+/// | range       | \f$ q_{min} = -2^{b-1} \f$, \f$ q_{max} = 2^{b-1} - 1 \f$ (signed)          |
+/// | scale       | \f$ S > 0 \f$: one integer step in real units, \f$ r \approx S (q - Z) \f$ |
+/// | zero point  | \f$ Z \f$: the integer that stands for the real value 0                   |
+/// | round       | to nearest, halves to even (std::nearbyint, Tensor::round, torch.round)   |
+///
+/// Quantized values are stored in int8 tensors whatever \f$ b \f$ is (they lie in
+/// \f$ [q_{min}, q_{max}] \f$); biases and accumulators are int32. Real values are float32 and
+/// the float arithmetic of each function is spelled out, so that a correct answer matches the
+/// reference bit for bit. The handout (README.md of this folder) has a worked example.
+#pragma once
+
+#include <cstdint>
+
+#include "effml/tensor.h"
+
+/// \brief Lab 2 (quantization): the functions students implement.
+namespace lab2 {
+
+using effml::Tensor;
+
+/// Smallest value of a signed `bits`-bit integer, \f$ -2^{b-1} \f$.
+/// \throws effml::Error naming `bits` unless it is in [1, 8]
+int32_t qmin_of(int bits);
+
+/// Largest value of a signed `bits`-bit integer, \f$ 2^{b-1} - 1 \f$.
+/// \throws effml::Error naming `bits` unless it is in [1, 8]
+int32_t qmax_of(int bits);
+
+// ---- Task 1 ------------------------------------------------------------------------------------
+
+/// **Task 1.** Linear quantization of a real tensor with a given scale and zero point:
+/// \f[ q = \mathrm{clamp}\left(\mathrm{round}\left(\frac{r}{S}\right) + Z,\ q_{min},\ q_{max}\right) \f]
+///
+/// The division is float32 (`r[k] / scale`), rounded with std::nearbyint (halves to even: 2.5
+/// gives 2, -0.5 gives -0), then \f$ Z \f$ is added in integer arithmetic and the sum clamped.
+///
+/// \param r          any shape, float32, every value finite
+/// \param bits       \f$ b \f$ in [1, 8]
+/// \param scale      \f$ S \f$ > 0 and finite
+/// \param zero_point \f$ Z \f$, any int32 (the clamp keeps the result in range)
+/// \returns int8, the shape of `r`
+/// \throws effml::Error naming the value when `bits` or `scale` is out of range, when `r` is
+///         not float32 or holds a NaN or an infinity
+Tensor linear_quantize(const Tensor& r, int bits, float scale, int32_t zero_point);
+
+// ---- Task 2 ------------------------------------------------------------------------------------
+
+/// Scale and zero point of an asymmetric linear quantization.
+struct QuantParams {
+  float scale = 1.0f;      ///< \f$ S \f$ > 0
+  int32_t zero_point = 0;  ///< \f$ Z \f$ in \f$ [q_{min}, q_{max}] \f$
+};
+
+/// **Task 2.** Asymmetric scale and zero point that map the range of `r` onto the integers:
+/// with \f$ r_{min} \f$ and \f$ r_{max} \f$ the smallest and largest values of `r`,
+/// \f[ S = \frac{r_{max} - r_{min}}{q_{max} - q_{min}}, \qquad
+///     Z = \mathrm{clamp}\left(\mathrm{round}\left(q_{min} - \frac{r_{min}}{S}\right),
+///         \ q_{min},\ q_{max}\right) \f]
+///
+/// Arithmetic: \f$ S \f$ and \f$ Z \f$ are computed in double from the float32 \f$ r_{min} \f$,
+/// \f$ r_{max} \f$ (\f$ Z \f$ from the double \f$ S \f$, rounded with std::nearbyint); the
+/// returned scale is that double \f$ S \f$ converted to float.
+///
+/// A constant tensor (\f$ r_{min} = r_{max} = c \f$) has no range to spread. Its range is then
+/// widened to include 0, \f$ [\min(c, 0), \max(c, 0)] \f$, and the formulas above applied: a
+/// positive \f$ c \f$ gets \f$ Z = q_{min} \f$ and quantizes to \f$ q_{max} \f$, a negative one
+/// \f$ Z = q_{max} \f$ and \f$ q_{min} \f$, both exact. A tensor of zeros gets \f$ S = 1 \f$,
+/// \f$ Z = 0 \f$.
+///
+/// \param r    any shape, float32, at least one value, every value finite
+/// \param bits \f$ b \f$ in [1, 8]
+/// \throws effml::Error naming the value when `bits` is out of range, `r` is empty, not
+///         float32 or holds a NaN or an infinity
+QuantParams get_quantization_scale_and_zero_point(const Tensor& r, int bits);
+
+// ---- Task 3 ------------------------------------------------------------------------------------
+
+/// A weight quantized with one scale per output channel.
+struct PerChannelQuantized {
+  Tensor q;       ///< int8, the weight's shape
+  Tensor scales;  ///< float32, (Cout): one scale per output channel (dimension 0)
+};
+
+/// **Task 3.** Symmetric per-output-channel quantization of a weight (zero point 0). For each
+/// output channel \f$ c \f$ (index of dimension 0):
+/// \f[ S_c = \frac{\max |w_c|}{q_{max}}, \qquad q_c = \mathrm{clamp}(\mathrm{round}(w_c / S_c),\ q_{min},\ q_{max}) \f]
+/// that is, `linear_quantize(w_c, bits, S_c, 0)`. \f$ S_c \f$ is computed in float32
+/// (`max_abs / static_cast<float>(qmax)`). A channel whose values are all 0 gets
+/// \f$ S_c = 1 \f$ (and quantizes to 0).
+///
+/// \param w    (Cout, ...) with at least 2 dimensions: a linear (O, I) or conv (O, I, K, K)
+///             weight, float32, every value finite
+/// \param bits \f$ b \f$ in [2, 8] (1 bit leaves \f$ q_{max} = 0 \f$: no symmetric range)
+/// \throws effml::Error naming the shape or the value otherwise
+PerChannelQuantized linear_quantize_weight_per_channel(const Tensor& w, int bits);
+
+// ---- Task 4 ------------------------------------------------------------------------------------
+
+/// **Task 4.** Bias of a quantized layer, in the scale of its int32 accumulator:
+/// \f[ q_b[c] = \mathrm{round}\left(\frac{b[c]}{S_w[c] \cdot S_x}\right), \qquad Z_b = 0 \f]
+///
+/// Arithmetic: float32, `bias[c] / (weight_scales[c] * input_scale)`, rounded with
+/// std::nearbyint; a result outside the int32 range saturates to it.
+///
+/// \param bias          (Cout), float32
+/// \param weight_scales (Cout), float32, each > 0 (Task 3's scales)
+/// \param input_scale   \f$ S_x \f$ > 0, the input activation's scale
+/// \returns int32 (Cout)
+/// \throws effml::Error naming the shapes or the value otherwise
+Tensor quantize_bias(const Tensor& bias, const Tensor& weight_scales, float input_scale);
+
+// ---- Task 5 ------------------------------------------------------------------------------------
+
+/// A real multiplier \f$ M \f$ written as \f$ M = M_0 \cdot 2^{-31} \cdot 2^{-n} \f$ with an
+/// int32 \f$ M_0 \f$ and a right shift \f$ n \f$.
+struct QuantizedMultiplier {
+  int32_t multiplier = 0;  ///< \f$ M_0 \f$, in \f$ [2^{30}, 2^{31}) \f$ (0 when \f$ M = 0 \f$)
+  int32_t shift = 0;       ///< \f$ n \f$ >= 0, a right shift
+};
+
+/// Given code (not a task). Writes \f$ M \f$ in [0, 1) as a fixed-point multiplier and a right
+/// shift, as TFLite's QuantizeMultiplier: \f$ M = f \cdot 2^{e} \f$ with \f$ f \f$ in
+/// [0.5, 1) (std::frexp), \f$ M_0 = \mathrm{round}(f \cdot 2^{31}) \f$ (std::llround: halves
+/// away from zero), \f$ n = -e \f$. When \f$ M_0 \f$ rounds up to \f$ 2^{31} \f$ it becomes
+/// \f$ 2^{30} \f$ and \f$ n \f$ decreases by one; \f$ M \f$ so close to 1 that \f$ n \f$ would
+/// become -1 saturates to \f$ M_0 = 2^{31} - 1 \f$, \f$ n = 0 \f$. When \f$ n \f$ > 31,
+/// \f$ M \f$ is below \f$ 2^{-32} \f$ and rounds to \f$ M_0 = 0 \f$, \f$ n = 0 \f$.
+/// \throws effml::Error naming the value unless \f$ M \f$ is in [0, 1)
+QuantizedMultiplier quantize_multiplier(double real_multiplier);
+
+/// **Task 5 (a).** Multiplies an int32 accumulator by \f$ M_0 \cdot 2^{-31} \cdot 2^{-n} \f$
+/// and rounds, in integers only, exactly as TFLite's MultiplyByQuantizedMultiplier (gemmlowp):
+///
+/// 1. *saturating rounding doubling high multiply*: with \f$ p = a \cdot M_0 \f$ in int64,
+///    \f$ h = \mathrm{trunc}((p + \nu) / 2^{31}) \f$ where \f$ \nu = 2^{30} \f$ if
+///    \f$ p \ge 0 \f$ and \f$ 1 - 2^{30} \f$ otherwise (C++ integer division, which truncates
+///    toward zero): \f$ p / 2^{31} \f$ rounded to nearest, halves up (toward
+///    \f$ +\infty \f$: 1.5 gives 2 and -1.5 gives -1, because of the 1 in the negative
+///    nudge). The single
+///    case \f$ a = M_0 = -2^{31} \f$ saturates to \f$ 2^{31} - 1 \f$ (never met here, as
+///    \f$ M_0 \ge 0 \f$).
+/// 2. *rounding divide by a power of two*: \f$ h / 2^{n} \f$ rounded to nearest, halves away
+///    from zero: with \f$ m = 2^n - 1 \f$, remainder \f$ \rho = h \,\&\, m \f$, threshold
+///    \f$ \tau = \lfloor m / 2 \rfloor + [h < 0] \f$, the result is
+///    \f$ (h \gg n) + [\rho > \tau] \f$ (an arithmetic shift, which floors).
+///
+/// No floating point. Examples: \f$ a = 1000 \f$, \f$ M = 0.3 \f$ (\f$ M_0 = 1288490189 \f$,
+/// \f$ n = 1 \f$): \f$ h = 600 \f$, result 300. \f$ a = -6 \f$, \f$ M = 0.25 \f$
+/// (\f$ M_0 = 2^{30} \f$, \f$ n = 1 \f$): \f$ h = -3 \f$, result -2 (-1.5 away from zero).
+///
+/// \param acc        \f$ a \f$, any int32
+/// \param multiplier \f$ M_0 \f$ >= 0
+/// \param shift      \f$ n \f$ in [0, 31]
+/// \throws effml::Error naming the value when `multiplier` or `shift` is out of range
+int32_t multiply_by_quantized_multiplier(int32_t acc, int32_t multiplier, int32_t shift);
+
+/// **Task 5 (b).** Integer-only linear layer. For sample \f$ i \f$ and output \f$ o \f$, in
+/// int32:
+/// \f[ a_{io} = q_b[o] + \sum_j (x_{ij} - Z_x)\, w_{oj}, \qquad
+///     y_{io} = \mathrm{clamp}(\mathrm{mbqm}(a_{io}, M_0[o], n[o]) + Z_y,\ -128,\ 127) \f]
+/// where mbqm is multiply_by_quantized_multiplier(). The weight's zero point is 0 (Task 3).
+/// With real scales \f$ S_x \f$, \f$ S_w[o] \f$, \f$ S_y \f$ the multiplier of output \f$ o \f$
+/// stands for \f$ S_x S_w[o] / S_y \f$ (quantize_multiplier()). No floating point. Inputs
+/// whose accumulator leaves the int32 range are outside this contract.
+///
+/// \param x_q          int8 (N, I)
+/// \param w_q          int8 (O, I)
+/// \param bias_q       int32 (O) (Task 4)
+/// \param x_zero_point \f$ Z_x \f$ in [-128, 127]
+/// \param y_zero_point \f$ Z_y \f$ in [-128, 127]
+/// \param multiplier   int32 (O): \f$ M_0 \f$ of each output, each >= 0
+/// \param shift        int32 (O): \f$ n \f$ of each output, each in [0, 31]
+/// \returns int8 (N, O)
+/// \throws effml::Error naming the shapes, dtypes or values otherwise
+Tensor quantized_linear(const Tensor& x_q, const Tensor& w_q, const Tensor& bias_q,
+                        int32_t x_zero_point, int32_t y_zero_point, const Tensor& multiplier,
+                        const Tensor& shift);
+
+// ---- Task 6 ------------------------------------------------------------------------------------
+
+/// **Task 6.** Integer-only 2-D convolution (groups 1), requantized as in Task 5. The input is
+/// padded by `padding` positions on each side of H and W, and **a padded position holds the
+/// value \f$ Z_x \f$** (the integer that stands for the real 0), so it adds nothing to
+/// \f$ \sum (x - Z_x)\, w \f$. With
+/// \f$ H_o = \lfloor (H + 2p - K_h) / s \rfloor + 1 \f$ (and \f$ W_o \f$ likewise), in int32:
+/// \f[ a_{n,o,h,w} = q_b[o] + \sum_{c,i,j} (x_{n,c,hs+i-p,ws+j-p} - Z_x)\, w_{o,c,i,j} \f]
+/// then \f$ y = \mathrm{clamp}(\mathrm{mbqm}(a, M_0[o], n[o]) + Z_y, -128, 127) \f$.
+///
+/// \param x_q          int8 (N, C, H, W)
+/// \param w_q          int8 (Cout, C, Kh, Kw)
+/// \param bias_q       int32 (Cout)
+/// \param x_zero_point \f$ Z_x \f$ in [-128, 127]
+/// \param y_zero_point \f$ Z_y \f$ in [-128, 127]
+/// \param multiplier   int32 (Cout), each >= 0
+/// \param shift        int32 (Cout), each in [0, 31]
+/// \param stride       \f$ s \f$ >= 1
+/// \param padding      \f$ p \f$ >= 0
+/// \returns int8 (N, Cout, Ho, Wo)
+/// \throws effml::Error naming the shapes, dtypes or values otherwise (an output of no
+///         position included)
+Tensor quantized_conv2d(const Tensor& x_q, const Tensor& w_q, const Tensor& bias_q,
+                        int32_t x_zero_point, int32_t y_zero_point, const Tensor& multiplier,
+                        const Tensor& shift, int64_t stride, int64_t padding);
+
+}  // namespace lab2

@@ -1,0 +1,305 @@
+// Lab 2 runner: the program the grader builds from this file, your lab2.cpp and the core, and
+// runs as a child process, once per task. It calls your functions on the inputs it is given and
+// writes what they return; it computes no score (the grader compares).
+//
+//   runner gen TASK SEED INPUTS.safetensors         random inputs for TASK from SEED
+//   runner run TASK INPUTS.safetensors OUTPUTS.safetensors
+//   runner list                                     the task names, one per line
+//
+// Every task is exact: the outputs are integers (and Task 3's float32 scales), compared with the
+// reference's without tolerance. Integer arguments (bits, zero points, stride, padding) are
+// stored as int32 tensors of one value, scales as float32 scalars.
+//
+// Exit codes: 0 done, 1 error (message on stderr), 2 bad command line, 3 a function is not
+// implemented yet (the message names its task).
+//
+// You can run it yourself, for example (from the repository's top folder):
+//   build/tests/lab2_quantization_runner gen quantized_linear 7 in.safetensors
+//   build/tests/lab2_quantization_runner run quantized_linear in.safetensors out.safetensors
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "effml/error.h"
+#include "effml/lab_runner.h"
+#include "effml/rng.h"
+#include "effml/tensor.h"
+#include "lab2.h"
+
+namespace {
+
+using effml::DType;
+using effml::Rng;
+using effml::RunnerInputs;
+using effml::Shape;
+using effml::Tensor;
+using effml::TensorList;
+
+// ---- inputs ------------------------------------------------------------------------------------
+
+Tensor int_scalar(int32_t value) { return Tensor::from_i32({}, {value}); }
+
+int32_t int_arg(const RunnerInputs& in, const std::string& name) {
+  const std::vector<int32_t> v = in.ints(name);
+  EFFML_CHECK(v.size() == 1, in.path() << ": '" << name << "' must hold one int32, got "
+                                       << v.size() << " values");
+  return v[0];
+}
+
+// A uniform integer in [lo, hi].
+int32_t int_between(Rng& rng, int32_t lo, int32_t hi) {
+  return lo + static_cast<int32_t>(rng.randint(static_cast<uint64_t>(hi - lo + 1)));
+}
+
+int bits_between_2_and_8(Rng& rng) { return int_between(rng, 2, 8); }
+
+// Uniform int8 values in [lo, hi].
+Tensor random_int8(const Shape& shape, int32_t lo, int32_t hi, Rng& rng) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  std::vector<int8_t> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = static_cast<int8_t>(int_between(rng, lo, hi));
+  return Tensor::from_i8(shape, v);
+}
+
+Shape random_shape(Rng& rng) {
+  Shape shape;
+  const int64_t rank = effml::size_between(rng, 1, 4);
+  for (int64_t d = 0; d < rank; ++d) shape.push_back(d < 2 ? effml::awkward_size(rng)
+                                                           : effml::size_between(rng, 1, 5));
+  return shape;
+}
+
+// ---- Task 1: linear_quantize -----------------------------------------------------------------
+
+// Normal values and a scale whose quantized range covers 1 to 4 standard deviations on either
+// side (so the tails are clamped), with any zero point of the range.
+TensorList gen_linear_quantize(Rng& rng) {
+  const int bits = bits_between_2_and_8(rng);
+  const int32_t qmin = lab2::qmin_of(bits), qmax = lab2::qmax_of(bits);
+  const float std = rng.uniform(0.05f, 2.0f);
+  const float scale = std * rng.uniform(2.0f, 8.0f) / static_cast<float>(qmax - qmin);
+  TensorList t;
+  t.emplace_back("r", effml::normal(random_shape(rng), std, rng));
+  t.emplace_back("bits", int_scalar(bits));
+  t.emplace_back("scale", effml::scalar_tensor(scale));
+  t.emplace_back("zero_point", int_scalar(int_between(rng, qmin, qmax)));
+  return t;
+}
+
+// Values exactly half-way between two integer steps, and at and beyond the clamp bounds: the
+// scale is a power of two, so r / S is computed exactly and its halves must go to even.
+TensorList gen_linear_quantize_ties(Rng& rng) {
+  const int bits = bits_between_2_and_8(rng);
+  const int32_t qmin = lab2::qmin_of(bits), qmax = lab2::qmax_of(bits);
+  const float scale = std::ldexp(1.0f, -int_between(rng, 1, 8));
+  const int32_t zero_point = int_between(rng, qmin, qmax);
+  std::vector<float> r;
+  // Every half step from 3 below the range to 3 above it, both signs of the rounding.
+  for (int32_t k = qmin - zero_point - 3; k <= qmax - zero_point + 3; ++k) {
+    r.push_back((static_cast<float>(k) + 0.5f) * scale);
+    r.push_back(static_cast<float>(k) * scale);
+  }
+  r.push_back(0.0f);
+  r.push_back(-0.5f * scale);  // rounds to -0, then Z
+  TensorList t;
+  t.emplace_back("r", Tensor({static_cast<int64_t>(r.size())}, r));
+  t.emplace_back("bits", int_scalar(bits));
+  t.emplace_back("scale", effml::scalar_tensor(scale));
+  t.emplace_back("zero_point", int_scalar(zero_point));
+  return t;
+}
+
+TensorList run_linear_quantize(const RunnerInputs& in) {
+  return {{"q", lab2::linear_quantize(in.at("r"), int_arg(in, "bits"), in.scalar("scale"),
+                                      int_arg(in, "zero_point"))}};
+}
+
+// ---- Task 2: get_quantization_scale_and_zero_point -------------------------------------------
+
+constexpr int kRangeCases = 8;
+
+// Eight tensors: ranges across zero, wholly positive or negative (the zero point clamps),
+// constant, all zeros, one value.
+TensorList gen_scale_zero_point(Rng& rng) {
+  TensorList t;
+  for (int i = 0; i < kRangeCases; ++i) {
+    const std::string k = std::to_string(i);
+    Tensor r = effml::normal(random_shape(rng), rng.uniform(0.01f, 3.0f), rng);
+    switch (rng.randint(7)) {
+      case 0: r = r.abs() + rng.uniform(0.0f, 2.0f); break;     // positive
+      case 1: r = -(r.abs()) - rng.uniform(0.0f, 2.0f); break;  // negative
+      case 2: r = Tensor::full(r.shape(), rng.uniform(-3.0f, 3.0f)); break;
+      case 3: r = Tensor::zeros(r.shape()); break;
+      case 4: r = r + rng.uniform(-1.0f, 1.0f); break;
+      default: break;
+    }
+    t.emplace_back("r." + k, std::move(r));
+    t.emplace_back("bits." + k, int_scalar(bits_between_2_and_8(rng)));
+  }
+  return t;
+}
+
+TensorList run_scale_zero_point(const RunnerInputs& in) {
+  std::vector<float> scales;
+  std::vector<int32_t> zero_points;
+  for (int i = 0; in.contains("r." + std::to_string(i)); ++i) {
+    const std::string k = std::to_string(i);
+    const lab2::QuantParams p =
+        lab2::get_quantization_scale_and_zero_point(in.at("r." + k), int_arg(in, "bits." + k));
+    scales.push_back(p.scale);
+    zero_points.push_back(p.zero_point);
+  }
+  const auto n = static_cast<int64_t>(scales.size());
+  return {{"scale", Tensor({n}, scales)}, {"zero_point", Tensor::from_i32({n}, zero_points)}};
+}
+
+// ---- Task 3: linear_quantize_weight_per_channel ----------------------------------------------
+
+TensorList gen_weight_per_channel(Rng& rng) {
+  Shape shape = {effml::awkward_size(rng), effml::awkward_size(rng)};
+  if (rng.randint(2) == 0) {
+    const int64_t k = 1 + 2 * static_cast<int64_t>(rng.randint(3));  // 1, 3 or 5
+    shape.push_back(k);
+    shape.push_back(k);
+  }
+  Tensor w = effml::normal(shape, rng.uniform(0.01f, 0.5f), rng);
+  // Channels of different magnitudes, and now and then one of zeros.
+  const int64_t per = w.numel() / shape[0];
+  for (int64_t c = 0; c < shape[0]; ++c) {
+    const float gain = rng.randint(8) == 0 ? 0.0f : rng.uniform(0.1f, 3.0f);
+    for (int64_t k = 0; k < per; ++k) w[c * per + k] *= gain;
+  }
+  TensorList t;
+  t.emplace_back("w", std::move(w));
+  t.emplace_back("bits", int_scalar(bits_between_2_and_8(rng)));
+  return t;
+}
+
+TensorList run_weight_per_channel(const RunnerInputs& in) {
+  lab2::PerChannelQuantized out =
+      lab2::linear_quantize_weight_per_channel(in.at("w"), int_arg(in, "bits"));
+  return {{"q", std::move(out.q)}, {"scales", std::move(out.scales)}};
+}
+
+// ---- Task 4: quantize_bias -------------------------------------------------------------------
+
+TensorList gen_quantize_bias(Rng& rng) {
+  const int64_t outputs = effml::awkward_size(rng);
+  TensorList t;
+  t.emplace_back("bias", effml::normal({outputs}, rng.uniform(0.01f, 1.0f), rng));
+  t.emplace_back("weight_scales", Tensor::rand({outputs}, rng, 1e-4f, 0.05f));
+  t.emplace_back("input_scale", effml::scalar_tensor(rng.uniform(1e-3f, 0.1f)));
+  return t;
+}
+
+TensorList run_quantize_bias(const RunnerInputs& in) {
+  return {{"bias_q", lab2::quantize_bias(in.at("bias"), in.at("weight_scales"),
+                                         in.scalar("input_scale"))}};
+}
+
+// ---- Tasks 5 and 6: integer-only layers ------------------------------------------------------
+
+// Weights of a `bits`-bit symmetric quantization, inputs over the whole int8 range, biases and
+// multipliers of a realistic layer: an accumulator of `fan_in` terms is brought back to outputs
+// that spread over int8 (some saturate, most do not).
+void put_layer(TensorList& t, Rng& rng, const Shape& x_shape, const Shape& w_shape,
+               int64_t fan_in) {
+  const int bits = bits_between_2_and_8(rng);
+  const int32_t wmax = lab2::qmax_of(bits);
+  const int64_t outputs = w_shape[0];
+  const int32_t x_zero_point = int_between(rng, -128, 127);
+  t.emplace_back("x_q", random_int8(x_shape, -128, 127, rng));
+  t.emplace_back("w_q", random_int8(w_shape, -wmax, wmax, rng));
+  // Standard deviation of one accumulator: sqrt(fan_in) x std(x - Zx) x std(w).
+  const double x_std = 74.0 + std::abs(x_zero_point) * 0.5;
+  const double w_std = std::max(0.5, wmax * 0.58);
+  const double acc_std = std::sqrt(static_cast<double>(fan_in)) * x_std * w_std;
+  std::vector<int32_t> bias(static_cast<std::size_t>(outputs)), m0(bias.size()), shift(bias.size());
+  for (std::size_t o = 0; o < bias.size(); ++o) {
+    bias[o] = static_cast<int32_t>(std::lround(rng.normal() * acc_std * 0.5));
+    const double real = std::min(0.999, rng.uniform(0.3f, 3.0f) * 40.0 / acc_std);
+    const lab2::QuantizedMultiplier q = lab2::quantize_multiplier(real);
+    m0[o] = q.multiplier;
+    shift[o] = q.shift;
+  }
+  t.emplace_back("bias_q", Tensor::from_i32({outputs}, bias));
+  t.emplace_back("x_zero_point", int_scalar(x_zero_point));
+  t.emplace_back("y_zero_point", int_scalar(int_between(rng, -128, 127)));
+  t.emplace_back("multiplier", Tensor::from_i32({outputs}, m0));
+  t.emplace_back("shift", Tensor::from_i32({outputs}, shift));
+}
+
+TensorList gen_quantized_linear(Rng& rng) {
+  const int64_t n = effml::awkward_size(rng), inputs = effml::awkward_size(rng);
+  const int64_t outputs = effml::awkward_size(rng);
+  TensorList t;
+  put_layer(t, rng, {n, inputs}, {outputs, inputs}, inputs);
+  return t;
+}
+
+TensorList run_quantized_linear(const RunnerInputs& in) {
+  return {{"y_q", lab2::quantized_linear(in.at("x_q"), in.at("w_q"), in.at("bias_q"),
+                                         int_arg(in, "x_zero_point"), int_arg(in, "y_zero_point"),
+                                         in.at("multiplier"), in.at("shift"))}};
+}
+
+// A conv of awkward channel counts on a small image; `min_padding` 1 makes many windows
+// overlap the border, where the padded value Zx must count as zero.
+TensorList gen_conv(Rng& rng, int64_t min_padding, bool extreme_zero_point) {
+  const int64_t k = 1 + 2 * static_cast<int64_t>(rng.randint(3));  // 1, 3 or 5
+  const int64_t stride = effml::size_between(rng, 1, 2);
+  const int64_t padding = effml::size_between(rng, min_padding, 2);
+  const int64_t low = std::max<int64_t>(1, k - 2 * padding);
+  const int64_t h = effml::size_between(rng, low, 9), w = effml::size_between(rng, low, 9);
+  const int64_t n = effml::size_between(rng, 1, 2);
+  const int64_t channels = effml::awkward_size(rng), outputs = effml::awkward_size(rng);
+  TensorList t;
+  put_layer(t, rng, {n, channels, h, w}, {outputs, channels, k, k}, channels * k * k);
+  if (extreme_zero_point) {
+    // Far from 0, so padding with 0 instead of Zx changes every border output.
+    const int32_t zx[] = {-128, -100, 100, 127};
+    for (auto& [name, value] : t) {
+      if (name == "x_zero_point") value = int_scalar(zx[rng.randint(4)]);
+    }
+  }
+  t.emplace_back("stride", int_scalar(static_cast<int32_t>(stride)));
+  t.emplace_back("padding", int_scalar(static_cast<int32_t>(padding)));
+  return t;
+}
+
+TensorList gen_quantized_conv2d(Rng& rng) { return gen_conv(rng, 0, false); }
+TensorList gen_quantized_conv2d_padding(Rng& rng) { return gen_conv(rng, 1, true); }
+
+TensorList run_quantized_conv2d(const RunnerInputs& in) {
+  return {{"y_q", lab2::quantized_conv2d(in.at("x_q"), in.at("w_q"), in.at("bias_q"),
+                                         int_arg(in, "x_zero_point"), int_arg(in, "y_zero_point"),
+                                         in.at("multiplier"), in.at("shift"),
+                                         int_arg(in, "stride"), int_arg(in, "padding"))}};
+}
+
+const std::map<std::string, effml::RunnerTask>& tasks() {
+  static const std::map<std::string, effml::RunnerTask> table = {
+      {"linear_quantize", {gen_linear_quantize, run_linear_quantize, nullptr, nullptr}},
+      {"linear_quantize_ties", {gen_linear_quantize_ties, run_linear_quantize, nullptr, nullptr}},
+      {"scale_zero_point", {gen_scale_zero_point, run_scale_zero_point, nullptr, nullptr}},
+      {"weight_per_channel", {gen_weight_per_channel, run_weight_per_channel, nullptr, nullptr}},
+      {"quantize_bias", {gen_quantize_bias, run_quantize_bias, nullptr, nullptr}},
+      {"quantized_linear", {gen_quantized_linear, run_quantized_linear, nullptr, nullptr}},
+      {"quantized_conv2d", {gen_quantized_conv2d, run_quantized_conv2d, nullptr, nullptr}},
+      {"quantized_conv2d_padding",
+       {gen_quantized_conv2d_padding, run_quantized_conv2d, nullptr, nullptr}},
+  };
+  return table;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return effml::run_lab_runner(argc, argv, "lab2_quantization", tasks());
+}

@@ -1,0 +1,292 @@
+// Lab 2: the functions declared in lab2.h. Each task's body goes between its BEGIN SOLUTION and
+// END SOLUTION markers; the contracts (shapes, formulas, rounding, errors to throw) are the doc
+// comments in lab2.h. qmin_of, qmax_of and quantize_multiplier are given.
+//
+// Useful pieces of the core: Tensor::min, max, abs, numel, dim, size, has_nonfinite, data(),
+// data_i8(), data_i32(), Tensor::zeros(shape, DType::Int8), effml::check_dtype, check_shape;
+// std::nearbyint (rounds halves to even in the default rounding mode).
+
+#include "lab2.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "effml/error.h"
+
+namespace lab2 {
+
+namespace {
+
+// Throws unless `bits` is a width this lab quantizes to.
+void check_bits(int bits, int low, const char* caller) {
+  EFFML_CHECK(bits >= low && bits <= 8,
+              caller << ": bits must be in [" << low << ", 8], got " << bits);
+}
+
+// Throws unless `t` is float32 and every value finite.
+[[maybe_unused]] void check_finite(const Tensor& t, const char* what, const char* caller) {
+  effml::check_dtype(t, effml::DType::Float32, std::string(caller) + ": " + what);
+  EFFML_CHECK(!t.has_nonfinite(), caller << ": " << what << " " << t.shape_str()
+                                         << " holds a NaN or an infinity");
+}
+
+// Throws unless the per-output requantization parameters fit the contract of Task 5.
+[[maybe_unused]] void check_requantization(const Tensor& multiplier, const Tensor& shift,
+                                           int64_t outputs, int32_t x_zero_point,
+                                           int32_t y_zero_point, const char* caller) {
+  effml::check_dtype(multiplier, effml::DType::Int32, std::string(caller) + ": multiplier");
+  effml::check_dtype(shift, effml::DType::Int32, std::string(caller) + ": shift");
+  effml::check_shape(multiplier, {outputs}, std::string(caller) + ": multiplier");
+  effml::check_shape(shift, {outputs}, std::string(caller) + ": shift");
+  for (int64_t o = 0; o < outputs; ++o) {
+    EFFML_CHECK(multiplier.data_i32()[o] >= 0,
+                caller << ": multiplier[" << o << "] must be >= 0, got " << multiplier.data_i32()[o]);
+    EFFML_CHECK(shift.data_i32()[o] >= 0 && shift.data_i32()[o] <= 31,
+                caller << ": shift[" << o << "] must be in [0, 31], got " << shift.data_i32()[o]);
+  }
+  EFFML_CHECK(x_zero_point >= -128 && x_zero_point <= 127,
+              caller << ": x_zero_point must be in [-128, 127], got " << x_zero_point);
+  EFFML_CHECK(y_zero_point >= -128 && y_zero_point <= 127,
+              caller << ": y_zero_point must be in [-128, 127], got " << y_zero_point);
+}
+
+}  // namespace
+
+int32_t qmin_of(int bits) {
+  check_bits(bits, 1, "qmin_of");
+  return -(int32_t{1} << (bits - 1));
+}
+
+int32_t qmax_of(int bits) {
+  check_bits(bits, 1, "qmax_of");
+  return (int32_t{1} << (bits - 1)) - 1;
+}
+
+// ---- Task 1 ------------------------------------------------------------------------------------
+
+/// q = clamp(round(r / S) + Z, qmin, qmax), into int8.
+Tensor linear_quantize(const Tensor& r, int bits, float scale, int32_t zero_point) {
+  // BEGIN SOLUTION
+  check_bits(bits, 1, "linear_quantize");
+  EFFML_CHECK(std::isfinite(scale) && scale > 0.0f,
+              "linear_quantize: scale must be > 0 and finite, got " << scale);
+  check_finite(r, "r", "linear_quantize");
+  const int64_t qmin = qmin_of(bits), qmax = qmax_of(bits);
+  Tensor q = Tensor::zeros(r.shape(), effml::DType::Int8);
+  const float* in = r.data();
+  int8_t* out = q.data_i8();
+  for (int64_t k = 0; k < r.numel(); ++k) {
+    // The quotient may be far outside int64 for a tiny scale: clamp while still in float.
+    const double rounded = std::nearbyint(in[k] / scale);
+    const double shifted = std::clamp(rounded, -4.0e9, 4.0e9) + static_cast<double>(zero_point);
+    out[k] = static_cast<int8_t>(std::clamp(static_cast<int64_t>(shifted), qmin, qmax));
+  }
+  return q;
+  // END SOLUTION
+}
+
+// ---- Task 2 ------------------------------------------------------------------------------------
+
+/// S = (rmax - rmin) / (qmax - qmin), Z = clamp(round(qmin - rmin / S)), in double.
+QuantParams get_quantization_scale_and_zero_point(const Tensor& r, int bits) {
+  // BEGIN SOLUTION
+  check_bits(bits, 1, "get_quantization_scale_and_zero_point");
+  check_finite(r, "r", "get_quantization_scale_and_zero_point");
+  EFFML_CHECK(r.numel() > 0, "get_quantization_scale_and_zero_point: r " << r.shape_str()
+                                                                           << " is empty");
+  const double qmin = qmin_of(bits), qmax = qmax_of(bits);
+  double rmin = r.min(), rmax = r.max();
+  if (rmin == rmax) {
+    if (rmin == 0.0) return {1.0f, 0};
+    rmin = std::min(rmin, 0.0);
+    rmax = std::max(rmax, 0.0);
+  }
+  const double scale = (rmax - rmin) / (qmax - qmin);
+  const double zero_point = std::clamp(std::nearbyint(qmin - rmin / scale), qmin, qmax);
+  return {static_cast<float>(scale), static_cast<int32_t>(zero_point)};
+  // END SOLUTION
+}
+
+// ---- Task 3 ------------------------------------------------------------------------------------
+
+/// S_c = max|w_c| / qmax (1 for a channel of zeros); q_c = linear_quantize(w_c, bits, S_c, 0).
+PerChannelQuantized linear_quantize_weight_per_channel(const Tensor& w, int bits) {
+  // BEGIN SOLUTION
+  check_bits(bits, 2, "linear_quantize_weight_per_channel");
+  EFFML_CHECK(w.dim() >= 2, "linear_quantize_weight_per_channel: expected a weight (Cout, ...) "
+                            "of at least 2 dimensions, got " << w.shape_str());
+  check_finite(w, "w", "linear_quantize_weight_per_channel");
+  const int64_t channels = w.size(0);
+  const int64_t per_channel = channels == 0 ? 0 : w.numel() / channels;
+  const float qmax = static_cast<float>(qmax_of(bits));
+  PerChannelQuantized out{Tensor::zeros(w.shape(), effml::DType::Int8),
+                          Tensor::zeros({channels}, effml::DType::Float32)};
+  for (int64_t c = 0; c < channels; ++c) {
+    const Tensor channel = w.narrow(c, 1);
+    const float max_abs = per_channel == 0 ? 0.0f : channel.abs().max();
+    const float scale = max_abs == 0.0f ? 1.0f : max_abs / qmax;
+    out.scales[c] = scale;
+    const Tensor q = linear_quantize(channel, bits, scale, 0);
+    std::copy(q.data_i8(), q.data_i8() + per_channel, out.q.data_i8() + c * per_channel);
+  }
+  return out;
+  // END SOLUTION
+}
+
+// ---- Task 4 ------------------------------------------------------------------------------------
+
+/// q_b = round(b / (S_w * S_x)) in float32, saturated to int32.
+Tensor quantize_bias(const Tensor& bias, const Tensor& weight_scales, float input_scale) {
+  // BEGIN SOLUTION
+  check_finite(bias, "bias", "quantize_bias");
+  check_finite(weight_scales, "weight_scales", "quantize_bias");
+  EFFML_CHECK(bias.dim() == 1 && weight_scales.shape() == bias.shape(),
+              "quantize_bias: expected bias (Cout) and weight_scales (Cout), got bias "
+                  << bias.shape_str() << " and weight_scales " << weight_scales.shape_str());
+  EFFML_CHECK(std::isfinite(input_scale) && input_scale > 0.0f,
+              "quantize_bias: input_scale must be > 0 and finite, got " << input_scale);
+  Tensor q = Tensor::zeros(bias.shape(), effml::DType::Int32);
+  for (int64_t c = 0; c < bias.numel(); ++c) {
+    EFFML_CHECK(weight_scales[c] > 0.0f, "quantize_bias: weight_scales[" << c
+                                             << "] must be > 0, got " << weight_scales[c]);
+    const float v = std::nearbyint(bias[c] / (weight_scales[c] * input_scale));
+    const double limit_low = std::numeric_limits<int32_t>::min();
+    const double limit_high = std::numeric_limits<int32_t>::max();
+    q.data_i32()[c] = static_cast<int32_t>(std::clamp(static_cast<double>(v), limit_low, limit_high));
+  }
+  return q;
+  // END SOLUTION
+}
+
+// ---- Task 5 ------------------------------------------------------------------------------------
+
+QuantizedMultiplier quantize_multiplier(double real_multiplier) {
+  EFFML_CHECK(real_multiplier >= 0.0 && real_multiplier < 1.0,
+              "quantize_multiplier: the real multiplier must be in [0, 1), got " << real_multiplier);
+  if (real_multiplier == 0.0) return {0, 0};
+  int exponent = 0;
+  const double fraction = std::frexp(real_multiplier, &exponent);  // in [0.5, 1)
+  int64_t m0 = std::llround(fraction * 2147483648.0);               // in [2^30, 2^31]
+  int shift = -exponent;
+  if (m0 == (int64_t{1} << 31)) {
+    m0 /= 2;
+    --shift;
+  }
+  if (shift < 0) return {std::numeric_limits<int32_t>::max(), 0};
+  if (shift > 31) return {0, 0};
+  return {static_cast<int32_t>(m0), shift};
+}
+
+/// Saturating rounding doubling high multiply (halves up), then a rounding right shift (halves
+/// away from zero).
+int32_t multiply_by_quantized_multiplier(int32_t acc, int32_t multiplier, int32_t shift) {
+  // BEGIN SOLUTION
+  EFFML_CHECK(multiplier >= 0, "multiply_by_quantized_multiplier: multiplier must be >= 0, got "
+                                   << multiplier);
+  EFFML_CHECK(shift >= 0 && shift <= 31,
+              "multiply_by_quantized_multiplier: shift must be in [0, 31], got " << shift);
+  const int64_t product = static_cast<int64_t>(acc) * multiplier;
+  const int64_t nudge = product >= 0 ? (int64_t{1} << 30) : 1 - (int64_t{1} << 30);
+  const int64_t high = (product + nudge) / (int64_t{1} << 31);  // truncates toward zero
+  const int64_t mask = (int64_t{1} << shift) - 1;
+  const int64_t remainder = high & mask;
+  const int64_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+  return static_cast<int32_t>((high >> shift) + (remainder > threshold ? 1 : 0));
+  // END SOLUTION
+}
+
+/// int32 accumulation of (x - Zx) w + b, requantized per output, clamped to int8.
+Tensor quantized_linear(const Tensor& x_q, const Tensor& w_q, const Tensor& bias_q,
+                        int32_t x_zero_point, int32_t y_zero_point, const Tensor& multiplier,
+                        const Tensor& shift) {
+  // BEGIN SOLUTION
+  effml::check_dtype(x_q, effml::DType::Int8, "quantized_linear: x_q");
+  effml::check_dtype(w_q, effml::DType::Int8, "quantized_linear: w_q");
+  effml::check_dtype(bias_q, effml::DType::Int32, "quantized_linear: bias_q");
+  EFFML_CHECK(x_q.dim() == 2 && w_q.dim() == 2 && x_q.size(1) == w_q.size(1),
+              "quantized_linear: expected x_q (N, I) and w_q (O, I), got x_q "
+                  << x_q.shape_str() << " and w_q " << w_q.shape_str());
+  const int64_t n = x_q.size(0), inputs = x_q.size(1), outputs = w_q.size(0);
+  effml::check_shape(bias_q, {outputs}, "quantized_linear: bias_q");
+  check_requantization(multiplier, shift, outputs, x_zero_point, y_zero_point, "quantized_linear");
+  Tensor y = Tensor::zeros({n, outputs}, effml::DType::Int8);
+  const int8_t* x = x_q.data_i8();
+  const int8_t* w = w_q.data_i8();
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t o = 0; o < outputs; ++o) {
+      int32_t acc = bias_q.data_i32()[o];
+      for (int64_t j = 0; j < inputs; ++j) {
+        acc += (static_cast<int32_t>(x[i * inputs + j]) - x_zero_point) * w[o * inputs + j];
+      }
+      const int64_t v = int64_t{multiply_by_quantized_multiplier(acc, multiplier.data_i32()[o],
+                                                                 shift.data_i32()[o])} +
+                        y_zero_point;
+      y.data_i8()[i * outputs + o] = static_cast<int8_t>(std::clamp<int64_t>(v, -128, 127));
+    }
+  }
+  return y;
+  // END SOLUTION
+}
+
+// ---- Task 6 ------------------------------------------------------------------------------------
+
+/// Convolution over the input padded with Zx, int32 accumulation, requantized per output channel.
+Tensor quantized_conv2d(const Tensor& x_q, const Tensor& w_q, const Tensor& bias_q,
+                        int32_t x_zero_point, int32_t y_zero_point, const Tensor& multiplier,
+                        const Tensor& shift, int64_t stride, int64_t padding) {
+  // BEGIN SOLUTION
+  effml::check_dtype(x_q, effml::DType::Int8, "quantized_conv2d: x_q");
+  effml::check_dtype(w_q, effml::DType::Int8, "quantized_conv2d: w_q");
+  effml::check_dtype(bias_q, effml::DType::Int32, "quantized_conv2d: bias_q");
+  EFFML_CHECK(x_q.dim() == 4 && w_q.dim() == 4 && x_q.size(1) == w_q.size(1),
+              "quantized_conv2d: expected x_q (N, C, H, W) and w_q (Cout, C, Kh, Kw), got x_q "
+                  << x_q.shape_str() << " and w_q " << w_q.shape_str());
+  EFFML_CHECK(stride >= 1, "quantized_conv2d: stride must be >= 1, got " << stride);
+  EFFML_CHECK(padding >= 0, "quantized_conv2d: padding must be >= 0, got " << padding);
+  const int64_t n = x_q.size(0), channels = x_q.size(1), height = x_q.size(2), width = x_q.size(3);
+  const int64_t outputs = w_q.size(0), kh = w_q.size(2), kw = w_q.size(3);
+  EFFML_CHECK(height + 2 * padding >= kh && width + 2 * padding >= kw,
+              "quantized_conv2d: kernel " << kh << "x" << kw << " larger than the padded input "
+                                          << x_q.shape_str() << " with padding " << padding);
+  const int64_t out_h = (height + 2 * padding - kh) / stride + 1;
+  const int64_t out_w = (width + 2 * padding - kw) / stride + 1;
+  effml::check_shape(bias_q, {outputs}, "quantized_conv2d: bias_q");
+  check_requantization(multiplier, shift, outputs, x_zero_point, y_zero_point, "quantized_conv2d");
+  Tensor y = Tensor::zeros({n, outputs, out_h, out_w}, effml::DType::Int8);
+  const int8_t* x = x_q.data_i8();
+  const int8_t* w = w_q.data_i8();
+  int8_t* out = y.data_i8();
+  for (int64_t b = 0; b < n; ++b) {
+    for (int64_t o = 0; o < outputs; ++o) {
+      for (int64_t oh = 0; oh < out_h; ++oh) {
+        for (int64_t ow = 0; ow < out_w; ++ow) {
+          int32_t acc = bias_q.data_i32()[o];
+          for (int64_t c = 0; c < channels; ++c) {
+            for (int64_t i = 0; i < kh; ++i) {
+              const int64_t h = oh * stride + i - padding;
+              if (h < 0 || h >= height) continue;  // padded: x - Zx = 0
+              for (int64_t j = 0; j < kw; ++j) {
+                const int64_t v = ow * stride + j - padding;
+                if (v < 0 || v >= width) continue;
+                const int32_t xv = x[((b * channels + c) * height + h) * width + v];
+                acc += (xv - x_zero_point) * w[((o * channels + c) * kh + i) * kw + j];
+              }
+            }
+          }
+          const int64_t r = int64_t{multiply_by_quantized_multiplier(
+                                acc, multiplier.data_i32()[o], shift.data_i32()[o])} +
+                            y_zero_point;
+          out[((b * outputs + o) * out_h + oh) * out_w + ow] =
+              static_cast<int8_t>(std::clamp<int64_t>(r, -128, 127));
+        }
+      }
+    }
+  }
+  return y;
+  // END SOLUTION
+}
+
+}  // namespace lab2
