@@ -30,6 +30,8 @@ void run_reference(const std::string& runner, const std::vector<std::string>& ar
   o.workdir = dir;
   o.use_bwrap = use_bwrap;
   o.env = {{"OMP_NUM_THREADS", "1"}, {"EFFML_LAB_DIR", absolute_path(lab_dir)}};
+  // Bound read-only: a tree under /tmp is otherwise hidden by the sandbox's private /tmp.
+  o.readonly_paths = {absolute_path(lab_dir)};
   o.run_as_uid = static_cast<uint32_t>(::geteuid());
   o.run_as_gid = static_cast<uint32_t>(::getegid());
   SandboxLimits l;

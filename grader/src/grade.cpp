@@ -96,6 +96,8 @@ struct Grading {
              {"EFFML_FASHION_MNIST_DIR", data},
              {"EFFML_LAB_DIR", absolute_path(paths.lab_dir)}};
     if (is_dir(data)) o.readonly_paths.push_back(data);
+    // Bound read-only: a tree under /tmp is otherwise hidden by the sandbox's private /tmp.
+    o.readonly_paths.push_back(absolute_path(paths.lab_dir));
     if (trusted) {
       o.run_as_uid = static_cast<uint32_t>(::geteuid());
       o.run_as_gid = static_cast<uint32_t>(::getegid());
