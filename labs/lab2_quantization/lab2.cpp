@@ -1,6 +1,6 @@
 // Lab 2: the functions declared in lab2.h. Each task's body goes between its BEGIN SOLUTION and
 // END SOLUTION markers; the contracts (shapes, formulas, rounding, errors to throw) are the doc
-// comments in lab2.h. qmin_of, qmax_of and quantize_multiplier are given.
+// comments in lab2.h. qmin_of, qmax_of, quantize_multiplier and dequantize are given.
 //
 // Useful pieces of the core: Tensor::min, max, abs, numel, dim, size, has_nonfinite, data(),
 // data_i8(), data_i32(), Tensor::zeros(shape, DType::Int8), effml::check_dtype, check_shape;
@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "effml/error.h"
 
@@ -51,6 +52,23 @@ void check_bits(int bits, int low, const char* caller) {
               caller << ": x_zero_point must be in [-128, 127], got " << x_zero_point);
   EFFML_CHECK(y_zero_point >= -128 && y_zero_point <= 127,
               caller << ": y_zero_point must be in [-128, 127], got " << y_zero_point);
+}
+
+// Throws unless `codebook` holds a float32 vector of at least one centroid and int32 labels,
+// each in [0, k).
+void check_codebook(const Codebook& codebook, const char* caller) {
+  const Tensor& centroids = codebook.centroids;
+  effml::check_dtype(centroids, effml::DType::Float32, std::string(caller) + ": centroids");
+  EFFML_CHECK(centroids.dim() == 1 && centroids.numel() >= 1,
+              caller << ": expected centroids (k) with k >= 1, got " << centroids.shape_str());
+  effml::check_dtype(codebook.labels, effml::DType::Int32, std::string(caller) + ": labels");
+  const int64_t k = centroids.numel();
+  const int32_t* labels = codebook.labels.data_i32();
+  for (int64_t i = 0; i < codebook.labels.numel(); ++i) {
+    EFFML_CHECK(labels[i] >= 0 && labels[i] < k,
+                caller << ": labels[" << i << "] = " << labels[i] << " is outside [0, " << k
+                       << ")");
+  }
 }
 
 }  // namespace
@@ -145,6 +163,41 @@ Tensor quantized_conv2d(const Tensor& x_q, const Tensor& w_q, const Tensor& bias
                         const Tensor& shift, int64_t stride, int64_t padding) {
   // BEGIN SOLUTION
   throw effml::NotImplemented("Task 6: quantized_conv2d");
+  // END SOLUTION
+}
+
+// ---- Tasks 7 to 9: k-means quantization -------------------------------------------------------
+
+Tensor dequantize(const Codebook& codebook) {
+  check_codebook(codebook, "dequantize");
+  Tensor w_hat = Tensor::zeros(codebook.labels.shape());
+  const float* centroids = codebook.centroids.data();
+  const int32_t* labels = codebook.labels.data_i32();
+  for (int64_t i = 0; i < w_hat.numel(); ++i) w_hat[i] = centroids[labels[i]];
+  return w_hat;
+}
+
+/// Linear initialisation between min(w) and max(w); then Lloyd's iterations (nearest centroid,
+/// ties to the lower index; centroid = mean of its cluster) until no label changes, at most 50
+/// updates.
+Codebook k_means_quantize(const Tensor& w, int bits) {
+  // BEGIN SOLUTION
+  throw effml::NotImplemented("Task 7: k_means_quantize");
+  // END SOLUTION
+}
+
+/// Centroid = mean of the values labelled with it (double, index order); empty clusters keep
+/// theirs.
+void update_codebook(const Tensor& w, Codebook& codebook) {
+  // BEGIN SOLUTION
+  throw effml::NotImplemented("Task 8: update_codebook");
+  // END SOLUTION
+}
+
+/// c_j -= lr * (sum of the gradients of the values labelled j), summed in double.
+void codebook_gradient_step(Codebook& codebook, const Tensor& grad, float lr) {
+  // BEGIN SOLUTION
+  throw effml::NotImplemented("Task 9: codebook_gradient_step");
   // END SOLUTION
 }
 

@@ -1,7 +1,8 @@
 /// \file lab2.h
 /// \brief Lab 2, part 1: the functions you write. Linear (affine) quantization of tensors,
 /// per-channel weight scales, int32 biases, and integer-only linear and convolution layers
-/// requantized by a fixed-point multiplier and shift.
+/// requantized by a fixed-point multiplier and shift (Tasks 1 to 6); k-means quantization with
+/// a codebook of shared weights and its fine-tuning, as in Deep Compression (Tasks 7 to 9).
 ///
 /// Terms used throughout:
 ///
@@ -16,7 +17,8 @@
 /// Quantized values are stored in int8 tensors whatever \f$ b \f$ is (they lie in
 /// \f$ [q_{min}, q_{max}] \f$); biases and accumulators are int32. Real values are float32 and
 /// the float arithmetic of each function is spelled out, so that a correct answer matches the
-/// reference bit for bit. The handout (README.md of this folder) has a worked example.
+/// reference bit for bit. The handout (README.md of this folder) has a worked example; see
+/// \ref lab2_quantization "the lecture-companion page" for the derivations.
 #pragma once
 
 #include <cstdint>
@@ -211,5 +213,82 @@ Tensor quantized_linear(const Tensor& x_q, const Tensor& w_q, const Tensor& bias
 Tensor quantized_conv2d(const Tensor& x_q, const Tensor& w_q, const Tensor& bias_q,
                         int32_t x_zero_point, int32_t y_zero_point, const Tensor& multiplier,
                         const Tensor& shift, int64_t stride, int64_t padding);
+
+// ---- Tasks 7 to 9: k-means quantization -------------------------------------------------------
+
+/// A weight quantized by k-means: every value is replaced by one of \f$ k \f$ shared real
+/// values (the codebook), so only a \f$ \log_2 k \f$-bit index per value and the \f$ k \f$
+/// centroids are stored.
+struct Codebook {
+  Tensor centroids;  ///< float32, (k): the shared values
+  Tensor labels;     ///< int32, the weight's shape: the index in [0, k) of each value's centroid
+};
+
+/// Given code (not a task). The weight a codebook stands for:
+/// \f$ \hat w[i] = c[\mathrm{labels}[i]] \f$.
+/// \returns float32, the shape of `codebook.labels`
+/// \throws effml::Error naming the shape, dtype or value when `centroids` is not a float32
+///         vector of at least one value, `labels` not int32, or a label outside [0, k)
+Tensor dequantize(const Codebook& codebook);
+
+/// **Task 7.** k-means quantization of a weight to \f$ k = 2^b \f$ clusters (Deep
+/// Compression, Han et al. 2016), by Lloyd's algorithm in one dimension. Every rule below is
+/// part of the contract, so that a correct answer matches the reference exactly:
+///
+/// - **Initialisation** (linear, the one Deep Compression recommends): with \f$ w_{min} \f$,
+///   \f$ w_{max} \f$ the smallest and largest values,
+///   \f$ c_j = w_{min} + j\, (w_{max} - w_{min}) / (k - 1) \f$ for \f$ j = 0, \dots, k - 1 \f$,
+///   computed in double from the float32 \f$ w_{min} \f$, \f$ w_{max} \f$ and stored as float.
+/// - **Assignment**: each value goes to the nearest centroid, the distance being
+///   \f$ |w_i - c_j| \f$ computed in double (`std::fabs(double(w) - double(c))`); on a tie
+///   the *lowest* index wins.
+/// - **Update**: each centroid becomes the mean of the values assigned to it, summed in double
+///   in increasing index order (the row-major order of `w`), divided by their count in double,
+///   and stored as float. A centroid to which no value is assigned (an empty cluster) keeps its
+///   value.
+/// - **Iterations**: assign once; then repeat at most 50 times: update, assign again, and stop
+///   as soon as no label changed. So the returned labels are always the nearest centroids of
+///   the returned centroids, and, when the loop stopped before its 50th update, each non-empty
+///   centroid is the mean of its cluster.
+///
+/// A constant weight (\f$ w_{min} = w_{max} = v \f$) gets \f$ k \f$ centroids equal to
+/// \f$ v \f$ and every label 0 (the ties go to index 0), as the rules above give. Example: 1 bit
+/// on {0, 1, 9, 10}: \f$ c = (0, 10) \f$, labels (0, 0, 1, 1), update \f$ c = (0.5, 9.5) \f$,
+/// no label changes: the result.
+///
+/// \param w    any shape, float32, at least one value, every value finite
+/// \param bits \f$ b \f$ in [1, 8] (2 to 256 centroids)
+/// \returns centroids float32 (\f$ 2^b \f$), labels int32 of the shape of `w`
+/// \throws effml::Error naming the value when `bits` is out of range, `w` is empty, not float32
+///         or holds a NaN or an infinity
+Codebook k_means_quantize(const Tensor& w, int bits);
+
+/// **Task 8.** Re-centres a codebook on a weight that moved (a step of k-means fine-tuning, and
+/// the update step of Task 7): for every \f$ j \f$ with at least one value labelled \f$ j \f$,
+/// \f[ c_j = \frac{1}{|\{i : \ell_i = j\}|} \sum_{i : \ell_i = j} w_i \f]
+/// summed in double in increasing index order, divided in double, stored as float. A centroid
+/// with no value labelled with it keeps its value. The labels do not change.
+///
+/// \param w        float32, the shape of `codebook.labels`, every value finite
+/// \param codebook centroids float32 (k), k >= 1; labels int32 in [0, k); its centroids are
+///                 overwritten
+/// \throws effml::Error naming the shapes, dtypes or value otherwise
+void update_codebook(const Tensor& w, Codebook& codebook);
+
+/// **Task 9.** One step of gradient descent on the shared weights (Deep Compression's
+/// fine-tuning of tied weights). The weights labelled \f$ j \f$ are all the same parameter
+/// \f$ c_j \f$, so its gradient is the sum of theirs:
+/// \f[ c_j \leftarrow c_j - \eta \sum_{i : \ell_i = j} \frac{\partial L}{\partial \hat w_i} \f]
+/// The sum is in double in increasing index order; the new centroid is
+/// `static_cast<float>(double(c_j) - double(lr) * sum)`. A centroid with no value labelled with
+/// it has a sum of 0 and does not move. The labels do not change.
+///
+/// \param codebook centroids float32 (k), k >= 1; labels int32 in [0, k); its centroids are
+///                 overwritten
+/// \param grad     float32, the shape of `codebook.labels`: \f$ \partial L / \partial \hat w \f$
+///                 of the dequantized weight, every value finite
+/// \param lr       \f$ \eta \f$, finite
+/// \throws effml::Error naming the shapes, dtypes or value otherwise
+void codebook_gradient_step(Codebook& codebook, const Tensor& grad, float lr);
 
 }  // namespace lab2

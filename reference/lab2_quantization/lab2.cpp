@@ -1,6 +1,6 @@
 // Lab 2: the functions declared in lab2.h. Each task's body goes between its BEGIN SOLUTION and
 // END SOLUTION markers; the contracts (shapes, formulas, rounding, errors to throw) are the doc
-// comments in lab2.h. qmin_of, qmax_of and quantize_multiplier are given.
+// comments in lab2.h. qmin_of, qmax_of, quantize_multiplier and dequantize are given.
 //
 // Useful pieces of the core: Tensor::min, max, abs, numel, dim, size, has_nonfinite, data(),
 // data_i8(), data_i32(), Tensor::zeros(shape, DType::Int8), effml::check_dtype, check_shape;
@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "effml/error.h"
 
@@ -51,6 +52,23 @@ void check_bits(int bits, int low, const char* caller) {
               caller << ": x_zero_point must be in [-128, 127], got " << x_zero_point);
   EFFML_CHECK(y_zero_point >= -128 && y_zero_point <= 127,
               caller << ": y_zero_point must be in [-128, 127], got " << y_zero_point);
+}
+
+// Throws unless `codebook` holds a float32 vector of at least one centroid and int32 labels,
+// each in [0, k).
+void check_codebook(const Codebook& codebook, const char* caller) {
+  const Tensor& centroids = codebook.centroids;
+  effml::check_dtype(centroids, effml::DType::Float32, std::string(caller) + ": centroids");
+  EFFML_CHECK(centroids.dim() == 1 && centroids.numel() >= 1,
+              caller << ": expected centroids (k) with k >= 1, got " << centroids.shape_str());
+  effml::check_dtype(codebook.labels, effml::DType::Int32, std::string(caller) + ": labels");
+  const int64_t k = centroids.numel();
+  const int32_t* labels = codebook.labels.data_i32();
+  for (int64_t i = 0; i < codebook.labels.numel(); ++i) {
+    EFFML_CHECK(labels[i] >= 0 && labels[i] < k,
+                caller << ": labels[" << i << "] = " << labels[i] << " is outside [0, " << k
+                       << ")");
+  }
 }
 
 }  // namespace
@@ -286,6 +304,112 @@ Tensor quantized_conv2d(const Tensor& x_q, const Tensor& w_q, const Tensor& bias
     }
   }
   return y;
+  // END SOLUTION
+}
+
+// ---- Tasks 7 to 9: k-means quantization -------------------------------------------------------
+
+Tensor dequantize(const Codebook& codebook) {
+  check_codebook(codebook, "dequantize");
+  Tensor w_hat = Tensor::zeros(codebook.labels.shape());
+  const float* centroids = codebook.centroids.data();
+  const int32_t* labels = codebook.labels.data_i32();
+  for (int64_t i = 0; i < w_hat.numel(); ++i) w_hat[i] = centroids[labels[i]];
+  return w_hat;
+}
+
+/// Linear initialisation between min(w) and max(w); then Lloyd's iterations (nearest centroid,
+/// ties to the lower index; centroid = mean of its cluster) until no label changes, at most 50
+/// updates.
+Codebook k_means_quantize(const Tensor& w, int bits) {
+  // BEGIN SOLUTION
+  check_bits(bits, 1, "k_means_quantize");
+  check_finite(w, "w", "k_means_quantize");
+  EFFML_CHECK(w.numel() > 0, "k_means_quantize: w " << w.shape_str() << " is empty");
+  const int64_t k = int64_t{1} << bits;
+  const double low = w.min(), high = w.max();
+  Codebook codebook{Tensor::zeros({k}), Tensor::zeros(w.shape(), effml::DType::Int32)};
+  float* centroids = codebook.centroids.data();
+  for (int64_t j = 0; j < k; ++j) {
+    centroids[j] = static_cast<float>(low + static_cast<double>(j) * (high - low) /
+                                                static_cast<double>(k - 1));
+  }
+  const float* values = w.data();
+  int32_t* labels = codebook.labels.data_i32();
+  // Every value to its nearest centroid, ties to the lower index; true when a label changed.
+  const auto assign = [&] {
+    bool changed = false;
+    for (int64_t i = 0; i < w.numel(); ++i) {
+      const double v = values[i];
+      int32_t best = 0;
+      double best_distance = std::fabs(v - centroids[0]);
+      for (int64_t j = 1; j < k; ++j) {
+        const double distance = std::fabs(v - centroids[j]);
+        if (distance < best_distance) {
+          best = static_cast<int32_t>(j);
+          best_distance = distance;
+        }
+      }
+      changed = changed || labels[i] != best;
+      labels[i] = best;
+    }
+    return changed;
+  };
+  assign();
+  for (int iteration = 0; iteration < 50; ++iteration) {
+    update_codebook(w, codebook);
+    if (!assign()) break;
+  }
+  return codebook;
+  // END SOLUTION
+}
+
+/// Centroid = mean of the values labelled with it (double, index order); empty clusters keep
+/// theirs.
+void update_codebook(const Tensor& w, Codebook& codebook) {
+  // BEGIN SOLUTION
+  check_codebook(codebook, "update_codebook");
+  check_finite(w, "w", "update_codebook");
+  EFFML_CHECK(w.shape() == codebook.labels.shape(),
+              "update_codebook: expected w of the labels' shape " << codebook.labels.shape_str()
+                                                                  << ", got " << w.shape_str());
+  const int64_t k = codebook.centroids.numel();
+  std::vector<double> sums(static_cast<std::size_t>(k), 0.0);
+  std::vector<int64_t> counts(static_cast<std::size_t>(k), 0);
+  const int32_t* labels = codebook.labels.data_i32();
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    sums[static_cast<std::size_t>(labels[i])] += static_cast<double>(w[i]);
+    ++counts[static_cast<std::size_t>(labels[i])];
+  }
+  for (int64_t j = 0; j < k; ++j) {
+    const auto s = static_cast<std::size_t>(j);
+    if (counts[s] > 0) {
+      codebook.centroids[j] = static_cast<float>(sums[s] / static_cast<double>(counts[s]));
+    }
+  }
+  // END SOLUTION
+}
+
+/// c_j -= lr * (sum of the gradients of the values labelled j), summed in double.
+void codebook_gradient_step(Codebook& codebook, const Tensor& grad, float lr) {
+  // BEGIN SOLUTION
+  check_codebook(codebook, "codebook_gradient_step");
+  check_finite(grad, "grad", "codebook_gradient_step");
+  EFFML_CHECK(grad.shape() == codebook.labels.shape(),
+              "codebook_gradient_step: expected grad of the labels' shape "
+                  << codebook.labels.shape_str() << ", got " << grad.shape_str());
+  EFFML_CHECK(std::isfinite(lr), "codebook_gradient_step: lr must be finite, got " << lr);
+  const int64_t k = codebook.centroids.numel();
+  std::vector<double> sums(static_cast<std::size_t>(k), 0.0);
+  const int32_t* labels = codebook.labels.data_i32();
+  for (int64_t i = 0; i < grad.numel(); ++i) {
+    sums[static_cast<std::size_t>(labels[i])] += static_cast<double>(grad[i]);
+  }
+  for (int64_t j = 0; j < k; ++j) {
+    const double moved = static_cast<double>(codebook.centroids[j]) -
+                         static_cast<double>(lr) * sums[static_cast<std::size_t>(j)];
+    codebook.centroids[j] = static_cast<float>(moved);
+  }
   // END SOLUTION
 }
 

@@ -1,11 +1,12 @@
-// Public tests of Lab 2, part 1. Run them all with `ctest -R lab2`, or one task with the test
-// program's tag, e.g. `build/tests/lab2_quantization_tests "[task5]"`.
+// Public tests of Lab 2, part 1 (Tasks 1 to 9). Run them all with `ctest -R lab2`, or one task
+// with the test program's tag, e.g. `build/tests/lab2_quantization_tests "[task5]"`.
 //
 // Small cases worked out by hand (the derivation is in the comment above each one), a golden
 // quantized linear layer computed independently in Python (golden/quantized_linear_4x8x8.safetensors:
-// batch 4, 8 inputs, 8 outputs, every intermediate included), and one property: a 1x1
-// convolution is a linear layer applied to every pixel. Every test calls your code, so none
-// of them passes before you have written it.
+// batch 4, 8 inputs, 8 outputs, every intermediate included), and properties: a 1x1
+// convolution is a linear layer applied to every pixel; k-means labels are nearest centroids
+// and its centroids means; a step on tied weights lowers a loss. Every test calls your code, so
+// none of them passes before you have written it.
 
 #include <catch2/catch.hpp>
 
@@ -362,4 +363,150 @@ TEST_CASE("quantized_conv2d: errors name the shapes and values", "[task6]") {
   const Tensor w2 = i8({1, 2, 1, 1}, {1, 1});
   check_error_names([&] { lab2::quantized_conv2d(x, w2, i32({1}, {0}), 0, 0, i32({1}, {kHalf}), i32({1}, {0}), 0, 0); },
                     "stride");
+}
+
+// ---- Task 7 ------------------------------------------------------------------------------------
+
+// 1 bit (k = 2) on {0, 1, 9, 10}: the linear initialisation gives c = (0, 10); 0 and 1 are
+// nearer 0, 9 and 10 nearer 10: labels (0, 0, 1, 1). Update: c = (0.5, 9.5); no label changes.
+TEST_CASE("k_means_quantize: 1 bit on {0, 1, 9, 10}", "[task7]") {
+  const Tensor w({2, 2}, {0.0f, 1.0f, 9.0f, 10.0f});
+  const lab2::Codebook c = lab2::k_means_quantize(w, 1);
+  check_equal("centroids", Tensor({2}, {0.5f, 9.5f}), c.centroids);
+  check_equal("labels", i32({2, 2}, {0, 0, 1, 1}), c.labels);
+}
+
+// 1 bit on {0, 5, 10}: c = (0, 10) and 5 is as far from both: the tie goes to the lower index,
+// 0. Update: c = (2.5, 10); 5 is now nearer 2.5: nothing changes.
+TEST_CASE("k_means_quantize: a tie goes to the lower index", "[task7]") {
+  const lab2::Codebook c = lab2::k_means_quantize(Tensor({3}, {0.0f, 5.0f, 10.0f}), 1);
+  check_equal("centroids", Tensor({2}, {2.5f, 10.0f}), c.centroids);
+  check_equal("labels", i32({3}, {0, 0, 1}), c.labels);
+}
+
+// 2 bits (k = 4) on {0, 1, 2, 12}: c = (0, 4, 8, 12); 2 ties between 0 and 4 and goes to 0, so
+// labels (0, 0, 0, 3) and clusters 1 and 2 are empty: they keep 4 and 8. Update: c0 = 1, and
+// 2 is then nearer 1 than 4: nothing changes.
+TEST_CASE("k_means_quantize: empty clusters keep their centroid", "[task7]") {
+  const lab2::Codebook c = lab2::k_means_quantize(Tensor({4}, {0.0f, 1.0f, 2.0f, 12.0f}), 2);
+  check_equal("centroids", Tensor({4}, {1.0f, 4.0f, 8.0f, 12.0f}), c.centroids);
+  check_equal("labels", i32({4}, {0, 0, 0, 3}), c.labels);
+}
+
+// 1 bit on {0, 9, 11, 11, 11, 11, 20}: c = (0, 20), the boundary at 10: labels
+// (0, 0, 1, 1, 1, 1, 1). Update: c = (4.5, 64 / 5 = 12.8); 9 is now nearer 12.8 (3.8 < 4.5), so
+// its label changes. Update: c = (0, 73 / 6); the boundary is at 6.08: no label changes.
+TEST_CASE("k_means_quantize: iterates until no label changes", "[task7]") {
+  const Tensor w({7}, {0.0f, 9.0f, 11.0f, 11.0f, 11.0f, 11.0f, 20.0f});
+  const lab2::Codebook c = lab2::k_means_quantize(w, 1);
+  check_equal("centroids", Tensor({2}, {0.0f, static_cast<float>(73.0 / 6.0)}), c.centroids);
+  check_equal("labels", i32({7}, {0, 1, 1, 1, 1, 1, 1}), c.labels);
+}
+
+// A constant weight: every centroid is the constant, every label 0 (all distances tie).
+// 3 bits on one value is the same case.
+TEST_CASE("k_means_quantize: a constant weight", "[task7]") {
+  const lab2::Codebook c = lab2::k_means_quantize(Tensor::full({2, 3}, -1.5f), 2);
+  check_equal("centroids", Tensor::full({4}, -1.5f), c.centroids);
+  check_equal("labels", i32({2, 3}, {0, 0, 0, 0, 0, 0}), c.labels);
+  const lab2::Codebook one = lab2::k_means_quantize(Tensor({1}, {0.25f}), 3);
+  check_equal("one value: centroids", Tensor::full({8}, 0.25f), one.centroids);
+  check_equal("one value: labels", i32({1}, {0}), one.labels);
+}
+
+// Properties on 500 normal values and 3 bits: every label is the nearest centroid, and the
+// codebook is a fixed point of update_codebook (each non-empty centroid is its cluster's mean;
+// measured: this case stops after fewer than 50 updates). The dequantized weight is closer to
+// w than with 2 bits.
+TEST_CASE("k_means_quantize: labels are nearest and centroids are means", "[task7]") {
+  effml::Rng rng(3);
+  const Tensor w = Tensor::randn({20, 25}, rng);
+  const lab2::Codebook c = lab2::k_means_quantize(w, 3);
+  REQUIRE(c.centroids.shape() == effml::Shape{8});
+  REQUIRE(c.labels.shape() == w.shape());
+  int not_nearest = 0;
+  for (int64_t i = 0; i < w.numel(); ++i) {
+    const int32_t l = c.labels.data_i32()[i];
+    REQUIRE(l >= 0);
+    REQUIRE(l < 8);
+    for (int64_t j = 0; j < 8; ++j) {
+      if (std::fabs(double{w[i]} - c.centroids[j]) < std::fabs(double{w[i]} - c.centroids[l])) {
+        ++not_nearest;
+      }
+    }
+  }
+  CHECK(not_nearest == 0);
+  lab2::Codebook again{c.centroids.clone(), c.labels.clone()};
+  lab2::update_codebook(w, again);
+  check_equal("centroids after update_codebook", c.centroids, again.centroids);
+  const Tensor two_bits = lab2::dequantize(lab2::k_means_quantize(w, 2));
+  CHECK((lab2::dequantize(c) - w).norm() < (two_bits - w).norm());
+}
+
+TEST_CASE("k_means_quantize: errors name the value", "[task7]") {
+  const Tensor w({2}, {0.0f, 1.0f});
+  check_error_names([&] { lab2::k_means_quantize(w, 0); }, "0");
+  check_error_names([&] { lab2::k_means_quantize(w, 9); }, "9");
+  check_error_names([&] { lab2::k_means_quantize(Tensor({0}), 2); }, "(0,)");
+  check_error_names([&] { lab2::k_means_quantize(Tensor({2}, {0.0f, std::nanf("")}), 2); }, "NaN");
+}
+
+// ---- Task 8 ------------------------------------------------------------------------------------
+
+// The codebook of {0, 1, 9, 10} (labels 0, 0, 1, 1) with a third, unused centroid 3; the
+// weight moved to {0.25, 1.75, 8, 10.5}: c0 = 2 / 2 = 1, c1 = 18.5 / 2 = 9.25, c2 stays 3.
+TEST_CASE("update_codebook: centroid = mean of its cluster", "[task8]") {
+  lab2::Codebook c{Tensor({3}, {0.5f, 9.5f, 3.0f}), i32({4}, {0, 0, 1, 1})};
+  lab2::update_codebook(Tensor({4}, {0.25f, 1.75f, 8.0f, 10.5f}), c);
+  check_equal("centroids", Tensor({3}, {1.0f, 9.25f, 3.0f}), c.centroids);
+  check_equal("labels unchanged", i32({4}, {0, 0, 1, 1}), c.labels);
+}
+
+// The mean is summed in double: 2^24 + 1 + 1 is 16777218 in double, and 2^24 in float32 (each
+// + 1 rounds back to 2^24, the spacing of float32 there being 2). Double: 16777218 / 3 =
+// 5592406 exactly; float32: 16777216 / 3 rounds to 5592405.5.
+TEST_CASE("update_codebook: the mean is computed in double", "[task8]") {
+  lab2::Codebook c{Tensor({1}, {0.0f}), i32({3}, {0, 0, 0})};
+  lab2::update_codebook(Tensor({3}, {16777216.0f, 1.0f, 1.0f}), c);
+  check_equal("centroids", Tensor({1}, {5592406.0f}), c.centroids);
+}
+
+TEST_CASE("update_codebook: errors name the shapes and the label", "[task8]") {
+  lab2::Codebook c{Tensor({2}, {0.0f, 1.0f}), i32({3}, {0, 1, 2})};
+  check_error_names([&] { lab2::update_codebook(Tensor({3}), c); }, "2");
+  lab2::Codebook d{Tensor({2}, {0.0f, 1.0f}), i32({3}, {0, 1, 1})};
+  check_error_names([&] { lab2::update_codebook(Tensor({4}), d); }, "(4,)");
+}
+
+// ---- Task 9 ------------------------------------------------------------------------------------
+
+// Labels (0, 0, 1, 1), gradients (1, 2, -4, 0.5), lr 0.25 (every product exact):
+// c0 = 0.5 - 0.25 * 3 = -0.25, c1 = 9.5 - 0.25 * (-3.5) = 10.375, the unused c2 stays 3. The
+// dequantized weights of a cluster move together: they stay tied.
+TEST_CASE("codebook_gradient_step: each centroid takes the sum of its gradients", "[task9]") {
+  lab2::Codebook c{Tensor({3}, {0.5f, 9.5f, 3.0f}), i32({4}, {0, 0, 1, 1})};
+  lab2::codebook_gradient_step(c, Tensor({4}, {1.0f, 2.0f, -4.0f, 0.5f}), 0.25f);
+  check_equal("centroids", Tensor({3}, {-0.25f, 10.375f, 3.0f}), c.centroids);
+  check_equal("labels unchanged", i32({4}, {0, 0, 1, 1}), c.labels);
+  check_equal("dequantized", Tensor({4}, {-0.25f, -0.25f, 10.375f, 10.375f}), lab2::dequantize(c));
+}
+
+// A step that lowers a loss: L = 0.5 |w_hat - target|^2 has gradient w_hat - target; one step
+// of lr 0.1 on the tied weights lowers L (each centroid moves toward its cluster's targets).
+TEST_CASE("codebook_gradient_step: a step lowers a quadratic loss", "[task9]") {
+  effml::Rng rng(9);
+  const Tensor w = Tensor::randn({7, 17}, rng);
+  const Tensor target = w + Tensor::randn({7, 17}, rng) * 0.3f;
+  lab2::Codebook c = lab2::k_means_quantize(w, 2);
+  const float before = (lab2::dequantize(c) - target).norm();
+  lab2::codebook_gradient_step(c, lab2::dequantize(c) - target, 0.01f);
+  const float after = (lab2::dequantize(c) - target).norm();
+  INFO("loss before " << before << ", after " << after);
+  CHECK(after < before);
+}
+
+TEST_CASE("codebook_gradient_step: errors name the shapes and the value", "[task9]") {
+  lab2::Codebook c{Tensor({2}, {0.0f, 1.0f}), i32({3}, {0, 1, 1})};
+  check_error_names([&] { lab2::codebook_gradient_step(c, Tensor({2, 2}), 0.1f); }, "(2, 2)");
+  check_error_names([&] { lab2::codebook_gradient_step(c, Tensor({3}), INFINITY); }, "inf");
 }

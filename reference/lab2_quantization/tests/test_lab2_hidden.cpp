@@ -9,6 +9,9 @@
 // - quantized_linear and quantized_conv2d against a direct computation in 64-bit integers on a
 //   large layer, and extreme zero points with padding;
 // - linear_quantize with tiny scales (quotients far outside int32) and every half step;
+// - k_means_quantize against an independent computation of its contract (up to 8 bits and
+//   10,000 values, duplicates, the 50-update cap), update_codebook and codebook_gradient_step
+//   on empty clusters, sums in double and bad codebooks;
 // - the stub and the solution have the same text outside the solution markers, and every stub
 //   body only throws NotImplemented naming its task.
 
@@ -230,6 +233,152 @@ TEST_CASE("hidden: get_quantization_scale_and_zero_point on one value and on 1 b
       "infinity");
 }
 
+namespace {
+
+// The contract of k_means_quantize, computed independently: nearest centroid found by a scan
+// from the highest index down with <= (so the lowest index wins a tie), clusters gathered
+// first and averaged afterwards. `updates` counts the update steps made.
+struct KMeansContract {
+  std::vector<float> centroids;
+  std::vector<int32_t> labels;
+  int updates = 0;
+};
+
+KMeansContract k_means_contract(const std::vector<float>& w, int bits) {
+  const int k = 1 << bits;
+  const double low = *std::min_element(w.begin(), w.end());
+  const double high = *std::max_element(w.begin(), w.end());
+  KMeansContract r;
+  for (int j = 0; j < k; ++j) {
+    r.centroids.push_back(static_cast<float>(low + static_cast<double>(j) * (high - low) / (k - 1)));
+  }
+  const auto nearest = [&](float v) {
+    int32_t best = k - 1;
+    for (int j = k - 1; j >= 0; --j) {
+      if (std::fabs(double{v} - r.centroids[j]) <= std::fabs(double{v} - r.centroids[best])) best = j;
+    }
+    return best;
+  };
+  for (float v : w) r.labels.push_back(nearest(v));
+  while (r.updates < 50) {
+    std::vector<std::vector<float>> clusters(k);
+    for (std::size_t i = 0; i < w.size(); ++i) clusters[r.labels[i]].push_back(w[i]);
+    for (int j = 0; j < k; ++j) {
+      if (clusters[j].empty()) continue;
+      double sum = 0.0;
+      for (float v : clusters[j]) sum += v;
+      r.centroids[j] = static_cast<float>(sum / static_cast<double>(clusters[j].size()));
+    }
+    ++r.updates;
+    std::vector<int32_t> next;
+    for (float v : w) next.push_back(nearest(v));
+    const bool same = next == r.labels;
+    r.labels = next;
+    if (same) break;
+  }
+  return r;
+}
+
+// Compares k_means_quantize(w, bits) with the contract, exactly; returns the updates made.
+int check_k_means(const Tensor& w, int bits) {
+  const KMeansContract want = k_means_contract(w.to_vector(), bits);
+  const lab2::Codebook got = lab2::k_means_quantize(w, bits);
+  INFO("w " << w.shape_str() << ", " << bits << " bits, " << want.updates << " updates");
+  REQUIRE(got.centroids.shape() == effml::Shape{int64_t{1} << bits});
+  REQUIRE(got.labels.shape() == w.shape());
+  REQUIRE(got.labels.dtype() == effml::DType::Int32);
+  int differ = 0;
+  for (std::size_t j = 0; j < want.centroids.size(); ++j) {
+    if (got.centroids[static_cast<int64_t>(j)] != want.centroids[j] && ++differ <= 3) {
+      FAIL_CHECK("centroid " << j << ": expected " << want.centroids[j] << ", got "
+                             << got.centroids[static_cast<int64_t>(j)]);
+    }
+  }
+  for (std::size_t i = 0; i < want.labels.size(); ++i) {
+    if (got.labels.data_i32()[i] != want.labels[i] && ++differ <= 3) {
+      FAIL_CHECK("label " << i << ": expected " << want.labels[i] << ", got "
+                          << got.labels.data_i32()[i]);
+    }
+  }
+  CHECK(differ == 0);
+  return want.updates;
+}
+
+}  // namespace
+
+TEST_CASE("hidden: k_means_quantize matches its contract", "[task7][hidden]") {
+  effml::Rng rng(17);
+  for (int bits = 1; bits <= 8; ++bits) {
+    for (int64_t n : {1, 2, 3, 33, 300}) {
+      Tensor w = Tensor::randn({n}, rng);
+      if (n == 300 && bits % 2 == 0) {
+        // Few distinct values: duplicates and tied distances.
+        for (int64_t i = 0; i < n; ++i) w[i] = 0.5f * static_cast<float>(rng.randint(6)) - 1.0f;
+      }
+      check_k_means(w, bits);
+    }
+  }
+}
+
+// 10,000 normal values. Measured with the contract (seed 23): 5 bits is still moving after the
+// 50 updates of the cap, 8 bits stops after 18 (with 256 clusters most hold a few nearly equal
+// values, which settle fast): a check that the cap is counted as specified, and that stopping
+// early is too.
+TEST_CASE("hidden: k_means_quantize on 10,000 values up to 8 bits", "[task7][hidden]") {
+  effml::Rng rng(23);
+  const Tensor w = Tensor::randn({100, 100}, rng) * 0.05f;
+  const int updates8 = check_k_means(w, 8);
+  const int updates5 = check_k_means(w, 5);
+  INFO("updates: 8 bits " << updates8 << ", 5 bits " << updates5);
+  CHECK(updates5 == 50);
+  CHECK(updates8 < 50);
+}
+
+TEST_CASE("hidden: k_means_quantize on constants and extreme ranges", "[task7][hidden]") {
+  for (int bits : {1, 4, 8}) {
+    const lab2::Codebook c = lab2::k_means_quantize(Tensor::full({3, 5}, 7.25f), bits);
+    CHECK(c.centroids.equal(Tensor::full({int64_t{1} << bits}, 7.25f)));
+    CHECK(c.labels.equal(Tensor::from_i32({3, 5}, std::vector<int32_t>(15, 0))));
+  }
+  // Two values far apart on 8 bits: 254 empty clusters keep their linear initialisation.
+  const lab2::Codebook two = lab2::k_means_quantize(Tensor({2}, {-3e30f, 3e30f}), 8);
+  CHECK(two.centroids[0] == -3e30f);
+  CHECK(two.centroids[255] == 3e30f);
+  CHECK(two.labels.equal(Tensor::from_i32({2}, {0, 255})));
+  check_k_means(Tensor({4}, {-3e30f, 3e30f, 1.0f, -1.0f}), 3);
+  check_error_names([&] { lab2::k_means_quantize(Tensor({2}, {0.0f, INFINITY}), 2); }, "infinity");
+  check_error_names([&] { lab2::k_means_quantize(Tensor::from_i32({2}, {0, 1}), 2); }, "int32");
+}
+
+TEST_CASE("hidden: update_codebook and codebook_gradient_step on edge cases",
+          "[task8][task9][hidden]") {
+  // Sums in double: 2^24 + 1 + 1 (a float32 sum stays at 2^24).
+  lab2::Codebook c{Tensor({3}, {5.0f, 6.0f, 7.0f}), Tensor::from_i32({3}, {1, 1, 1})};
+  lab2::codebook_gradient_step(c, Tensor({3}, {16777216.0f, 1.0f, 1.0f}), 1.0f);
+  CHECK(c.centroids.equal(Tensor({3}, {5.0f, 6.0f - 16777218.0f, 7.0f})));
+  // lr 0 leaves every centroid as it was; a negative lr is an ascent step.
+  lab2::Codebook d{Tensor({2}, {1.0f, 2.0f}), Tensor::from_i32({2, 2}, {0, 1, 1, 1})};
+  lab2::codebook_gradient_step(d, Tensor({2, 2}, {3.0f, 1.0f, 1.0f, 1.0f}), 0.0f);
+  CHECK(d.centroids.equal(Tensor({2}, {1.0f, 2.0f})));
+  lab2::codebook_gradient_step(d, Tensor({2, 2}, {3.0f, 1.0f, 1.0f, 1.0f}), -0.5f);
+  CHECK(d.centroids.equal(Tensor({2}, {2.5f, 3.5f})));
+  // A codebook whose every value is in one cluster: the others keep their centroids.
+  lab2::Codebook e{Tensor({4}, {9.0f, 8.0f, 7.0f, 6.0f}), Tensor::from_i32({3}, {2, 2, 2})};
+  lab2::update_codebook(Tensor({3}, {1.0f, 2.0f, 6.0f}), e);
+  CHECK(e.centroids.equal(Tensor({4}, {9.0f, 8.0f, 3.0f, 6.0f})));
+  // Bad codebooks are named.
+  lab2::Codebook negative{Tensor({2}, {0.0f, 1.0f}), Tensor::from_i32({2}, {0, -1})};
+  check_error_names([&] { lab2::update_codebook(Tensor({2}), negative); }, "-1");
+  check_error_names([&] { lab2::dequantize(negative); }, "-1");
+  lab2::Codebook no_centroids{Tensor({0}), Tensor::from_i32({1}, {0})};
+  check_error_names([&] { lab2::codebook_gradient_step(no_centroids, Tensor({1}), 0.1f); }, "(0,)");
+  lab2::Codebook float_labels{Tensor({2}, {0.0f, 1.0f}), Tensor({2})};
+  check_error_names([&] { lab2::update_codebook(Tensor({2}), float_labels); }, "labels");
+  lab2::Codebook ok{Tensor({2}, {0.0f, 1.0f}), Tensor::from_i32({2}, {0, 1})};
+  check_error_names([&] { lab2::codebook_gradient_step(ok, Tensor({2}, {0.0f, NAN}), 0.1f); }, "NaN");
+  check_error_names([&] { lab2::update_codebook(Tensor({2}, {0.0f, NAN}), ok); }, "NaN");
+}
+
 TEST_CASE("hidden: the stub is the solution with the solution regions replaced",
           "[hidden][stub]") {
   const std::string top = EFFML_SOURCE_DIR;
@@ -239,7 +388,8 @@ TEST_CASE("hidden: the stub is the solution with the solution regions replaced",
       "Task 1: linear_quantize", "Task 2: get_quantization_scale_and_zero_point",
       "Task 3: linear_quantize_weight_per_channel", "Task 4: quantize_bias",
       "Task 5: multiply_by_quantized_multiplier", "Task 5: quantized_linear",
-      "Task 6: quantized_conv2d"};
+      "Task 6: quantized_conv2d", "Task 7: k_means_quantize", "Task 8: update_codebook",
+      "Task 9: codebook_gradient_step"};
   REQUIRE(both.stub.regions.size() == tasks.size());
   for (std::size_t i = 0; i < tasks.size(); ++i) {
     INFO("region " << i);
