@@ -439,7 +439,7 @@ void grade_model(Grading& g, const Task& task, TaskResult& r) {
   std::string layer_text;
   for (const LayerSparsity& l : f.layers) {
     layers.push_back({{"name", l.name}, {"numel", l.numel}, {"nonzeros", l.nonzeros},
-                      {"sparsity", l.sparsity()}});
+                      {"distinct_values", l.distinct}, {"sparsity", l.sparsity()}});
     layer_text += "\n  " + l.name + ": sparsity " + percent(l.sparsity()) + " (" +
                   std::to_string(l.nonzeros) + " of " + std::to_string(l.numel) + " kept)";
   }
@@ -500,6 +500,19 @@ void grade_model(Grading& g, const Task& task, TaskResult& r) {
           "Batch-1 latency " + fixed(lat.model_ms, 3) + " ms against the dense model's " +
               fixed(lat.baseline_ms, 3) + " ms, measured in turn in this run (1 thread): " +
               fixed(speedup, 2) + "x faster (at least " + fixed(*task.min_speedup, 2) + "x).");
+  }
+  if (task.max_distinct_values) {
+    std::string worst;
+    int64_t most = 0;
+    for (const LayerSparsity& l : f.layers) {
+      if (l.distinct > most) {
+        most = l.distinct;
+        worst = l.name;
+      }
+    }
+    check(most <= *task.max_distinct_values,
+          "At most " + std::to_string(most) + " distinct values per weight (" + worst +
+              "; limit " + std::to_string(*task.max_distinct_values) + ").");
   }
   if (!task.max_accuracy_drop && !task.max_accuracy_change) {
     passed.push_back(accuracy_line + " (reported, not checked).");

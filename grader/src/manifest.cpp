@@ -167,7 +167,7 @@ Task parse_task(const json& obj, std::size_t index, const RunLimits& lab_limits,
       {"name", "title", "points", "kind", "visibility", "tags", "hidden", "limits", "seeds",
        "tolerance", "model", "threshold", "calibration", "answers_file", "description",
        "baseline", "max_size_fraction", "max_accuracy_drop", "max_accuracy_change",
-       "channels_sorted", "channel_ratio", "min_speedup"},
+       "channels_sorted", "channel_ratio", "min_speedup", "max_distinct_values"},
       ctx);
   t.title = get_string(obj, "title", ctx);
   t.points = get_number(obj, "points", ctx, 0, 1e6, false, 0, true, ">= 0");
@@ -229,7 +229,8 @@ Task parse_task(const json& obj, std::size_t index, const RunLimits& lab_limits,
     forbid("threshold");
   }
   const char* model_checks[] = {"max_size_fraction", "max_accuracy_drop", "max_accuracy_change",
-                                "channels_sorted", "channel_ratio", "min_speedup"};
+                                "channels_sorted", "channel_ratio", "min_speedup",
+                                "max_distinct_values"};
   if (t.kind == TaskKind::Model) {
     t.baseline = get_string(obj, "baseline", ctx);
     check_plain_name(t.baseline, "baseline", ctx);
@@ -250,6 +251,14 @@ Task parse_task(const json& obj, std::size_t index, const RunLimits& lab_limits,
     if (obj.contains("min_speedup")) {
       t.min_speedup = get_number(obj, "min_speedup", ctx, 0, 1000, true, 0, true, "in (0, 1000]");
     }
+    if (obj.contains("max_distinct_values")) {
+      if (!obj["max_distinct_values"].is_number_integer() ||
+          obj["max_distinct_values"].get<int64_t>() < 1) {
+        ctx.fail("\"max_distinct_values\" must be a whole number >= 1, got " +
+                 shown(obj["max_distinct_values"]));
+      }
+      t.max_distinct_values = obj["max_distinct_values"].get<int64_t>();
+    }
     if (obj.contains("channels_sorted")) {
       if (!obj["channels_sorted"].is_boolean()) {
         ctx.fail("\"channels_sorted\" must be true or false, got " + shown(obj["channels_sorted"]));
@@ -260,10 +269,12 @@ Task parse_task(const json& obj, std::size_t index, const RunLimits& lab_limits,
       ctx.fail("\"channel_ratio\" applies to the model \"vgg\" only");
     }
     const bool any = t.channels_sorted || t.max_size_fraction || t.max_accuracy_drop ||
-                     t.max_accuracy_change || t.channel_ratio || t.min_speedup;
+                     t.max_accuracy_change || t.channel_ratio || t.min_speedup ||
+                     t.max_distinct_values;
     if (!any) {
       ctx.fail("a model task needs at least one check: max_size_fraction, max_accuracy_drop, "
-               "max_accuracy_change, channels_sorted, channel_ratio or min_speedup");
+               "max_accuracy_change, channels_sorted, channel_ratio, min_speedup or "
+               "max_distinct_values");
     }
   } else {
     forbid("baseline");

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "effml/error.h"
 #include "effml/layers.h"
@@ -23,7 +24,12 @@ ModelFigures measure_figures(Module& model) {
   f.macs = count_macs(model, image_input_shape(1));
   for (const NamedParameter& p : model.named_parameters()) {
     const Tensor& v = p.param->value;
-    if (v.dim() >= 2) f.layers.push_back({p.name, v.numel(), v.count_nonzero()});
+    if (v.dim() >= 2) {
+      std::vector<float> values(v.data(), v.data() + v.numel());
+      std::sort(values.begin(), values.end());
+      const auto distinct = std::unique(values.begin(), values.end()) - values.begin();
+      f.layers.push_back({p.name, v.numel(), v.count_nonzero(), static_cast<int64_t>(distinct)});
+    }
   }
   return f;
 }

@@ -262,6 +262,7 @@ TEST_CASE("model_checks: a model task parses with its checks", "[grader][manifes
   CHECK_FALSE(s.max_accuracy_drop.has_value());
   CHECK_FALSE(s.max_accuracy_change.has_value());
   CHECK_FALSE(s.channels_sorted);
+  CHECK_FALSE(s.max_distinct_values.has_value());
   CHECK(std::string(g::task_kind_name(s.kind)) == "model");
 }
 
@@ -284,6 +285,10 @@ TEST_CASE("model_checks: model task errors name the task and the field", "[grade
              Contains(where + "\"max_size_fraction\" must be a number in (0, 1]"));
   CHECK_THAT(manifest_error(manifest_with(model_task(kVggBaseline + R"(, "min_speedup": 0)"))),
              Contains(where + "\"min_speedup\" must be a number in (0, 1000]"));
+  CHECK_THAT(manifest_error(manifest_with(model_task(kVggBaseline + R"(, "max_distinct_values": 0)"))),
+             Contains(where + "\"max_distinct_values\" must be a whole number >= 1, got 0"));
+  CHECK_THAT(manifest_error(manifest_with(model_task(kVggBaseline + R"(, "max_distinct_values": 2.5)"))),
+             Contains(where + "\"max_distinct_values\" must be a whole number >= 1, got 2.5"));
   CHECK_THAT(manifest_error(manifest_with(model_task(kVggBaseline + R"(, "channels_sorted": "yes")"))),
              Contains(where + "\"channels_sorted\" must be true or false"));
   CHECK_THAT(manifest_error(manifest_with(model_task(kVggBaseline + R"(, "max_sparsity": 0.5)"))),
@@ -315,4 +320,24 @@ TEST_CASE("model_checks: model fields on an exact task are errors naming the fie
                Contains("tasks[0] (\"e\"): \"" + field +
                         "\" does not apply to a task of kind \"exact\""));
   }
+}
+
+TEST_CASE("model_checks: a k-means task's distinct-value limit parses and is counted per weight",
+          "[grader][manifest][model_checks]") {
+  const g::Manifest m =
+      g::parse_manifest(manifest_with(model_task(kVggBaseline + R"(, "max_distinct_values": 16)")),
+                        kFile);
+  REQUIRE(m.tasks[0].max_distinct_values.has_value());
+  CHECK(*m.tasks[0].max_distinct_values == 16);
+  // A VGG whose weights each hold 3 values (0, 0.5 and -0.25 by position): every 2+-dim weight
+  // counts 3 distinct values, whatever its size; 1-D parameters are not counted.
+  auto vgg = effml::make_vgg({4, 0, 6, 0});
+  for (const auto& p : vgg->named_parameters()) {
+    for (int64_t k = 0; k < p.param->value.numel(); ++k) {
+      p.param->value[k] = k % 3 == 0 ? 0.0f : (k % 3 == 1 ? 0.5f : -0.25f);
+    }
+  }
+  const g::ModelFigures f = g::measure_figures(*vgg);
+  REQUIRE(f.layers.size() == 3);  // two convs and the classifier
+  for (const auto& l : f.layers) CHECK(l.distinct == 3);
 }

@@ -29,9 +29,10 @@
 /// both itself (test accuracy, size with pruned weights in the bitmask format, MACs, latency)
 /// and applies the checks the task sets: `max_size_fraction`, `max_accuracy_drop`,
 /// `max_accuracy_change`, `channels_sorted`, `channel_ratio` (exact widths and MACs of a VGG
-/// whose convs but the last keep max(1, round(C (1 - ratio))) channels) and `min_speedup`
-/// (batch-1 latency of the baseline over the model's, same run, interleaved). It needs at least
-/// one check.
+/// whose convs but the last keep max(1, round(C (1 - ratio))) channels), `min_speedup`
+/// (batch-1 latency of the baseline over the model's, same run, interleaved) and
+/// `max_distinct_values` (every weight of two or more dimensions holds at most that many
+/// distinct values: a k-means codebook of that size). It needs at least one check.
 ///
 /// The hidden manifest holds only `{"tasks": [...]}`; each of its tasks must say
 /// `"hidden": true` (and a public task must not), and its visibility defaults to
@@ -99,6 +100,7 @@ struct Task {
   bool channels_sorted = false;  ///< each conv's output channels in decreasing importance
   std::optional<double> channel_ratio;  ///< VGG widths and MACs as pruned at this ratio
   std::optional<double> min_speedup;    ///< baseline latency / latency >= this (batch 1)
+  std::optional<int64_t> max_distinct_values;  ///< distinct values per 2+-dim weight <= this
 };
 
 /// A parsed and checked manifest.

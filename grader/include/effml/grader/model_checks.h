@@ -17,6 +17,7 @@ struct LayerSparsity {
   std::string name;      ///< e.g. "features.4.weight"
   int64_t numel = 0;     ///< values
   int64_t nonzeros = 0;  ///< values not exactly zero
+  int64_t distinct = 0;  ///< distinct values (a k-means codebook's size, at most)
   /// Fraction of zeros, in [0, 1].
   double sparsity() const {
     return numel ? 1.0 - static_cast<double>(nonzeros) / static_cast<double>(numel) : 0.0;
