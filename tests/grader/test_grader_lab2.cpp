@@ -1,7 +1,10 @@
-// Grading the real Lab 2 (its linear-quantization part) in the repository: the reference scores
-// every point, hidden tasks included, with fresh secret inputs; the stub scores 0 without a
-// grader error, each task saying which function is not written yet.
+// Grading the real Lab 2 (linear and k-means quantization, and the k-means model tasks) in the
+// repository: the reference scores every point, hidden tasks included, with fresh secret
+// inputs; the stub scores 0 without a grader error, each task saying which function is not
+// written yet.
 #include <catch2/catch.hpp>
+#include <fstream>
+#include <iterator>
 #include <string>
 
 #include "effml/grader/grade.h"
@@ -31,4 +34,25 @@ TEST_CASE("lab2: the stub scores 0 without a grader error", "[grader][lab2]") {
   CHECK(r.score() == 0);
   CHECK(r.tasks.size() == lab.manifest.tasks.size());
   for (const auto& t : r.tasks) CHECK_THAT(t.output, Contains("not implemented yet"));
+}
+
+namespace {
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  REQUIRE(in.good());
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+}  // namespace
+
+// The model tasks' baseline is a copy of Lab 1's dense VGG (a lab's baseline must be a file of
+// its own folder); the README and the calibration refer to it as the same model.
+TEST_CASE("lab2: the dense VGG is Lab 1's, byte for byte", "[grader][lab2]") {
+  const std::string labs = std::string(EFFML_SOURCE_DIR) + "/labs/";
+  const std::string lab1 = file_bytes(labs + "lab1_pruning/vgg_dense.safetensors");
+  const std::string lab2 = file_bytes(labs + "lab2_quantization/vgg_dense.safetensors");
+  CHECK(lab1.size() > 0);
+  CHECK(lab2.size() == lab1.size());
+  CHECK(lab2 == lab1);
 }
