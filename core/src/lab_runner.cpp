@@ -1,10 +1,13 @@
 #include "effml/lab_runner.h"
 
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 
 #include "effml/error.h"
+#include "effml/models.h"
 
 namespace effml {
 
@@ -51,6 +54,40 @@ void save_tensor_list(const std::string& path, const TensorList& tensors,
   std::vector<std::pair<std::string, const Tensor*>> refs;
   for (const auto& [name, t] : tensors) refs.emplace_back(name, &t);
   save_safetensors(path, refs, metadata);
+}
+
+std::string lab_file(const std::string& lab, const std::string& file) {
+  struct stat st{};
+  const char* env = std::getenv("EFFML_LAB_DIR");
+  if (env != nullptr && *env != '\0') return std::string(env) + "/" + file;
+  const std::string path = "labs/" + lab + "/" + file;
+  if (::stat(path.c_str(), &st) == 0) return path;
+  throw Error("cannot find " + file + ": set EFFML_LAB_DIR to the lab's folder (labs/" + lab +
+              ") or run from the repository's top folder");
+}
+
+std::unique_ptr<Sequential> load_model_checkpoint(const std::string& path) {
+  const auto meta = read_metadata(path);
+  const auto it = meta.find("model");
+  EFFML_CHECK(it != meta.end(), path << ": no \"model\" in the checkpoint's metadata");
+  auto model = make_model(it->second, 0);
+  load_checkpoint(path, *model);
+  return model;
+}
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* e = std::getenv(name);
+  return e != nullptr && *e != '\0' ? std::string(e) : fallback;
+}
+
+uint64_t env_uint(const char* name, uint64_t fallback) {
+  const std::string e = env_or(name, "");
+  if (e.empty()) return fallback;
+  char* end = nullptr;
+  const uint64_t value = std::strtoull(e.c_str(), &end, 10);
+  EFFML_CHECK(*end == '\0' && e[0] != '-',
+              name << " must be a non-negative integer, got '" << e << "'");
+  return value;
 }
 
 int64_t awkward_size(Rng& rng) {

@@ -19,8 +19,6 @@
 //   build/tests/lab1_pruning_runner run fine_grained_prune in.safetensors out.safetensors
 //   build/tests/lab1_pruning_runner run prune_finetune none pruned.safetensors
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -66,18 +64,9 @@ constexpr float kFinetuneLr = 0.01f;
 // channel_prune_model's uniform ratio.
 constexpr double kChannelRatio = 0.3;
 
-std::string lab_dir() {
-  if (const char* env = std::getenv("EFFML_LAB_DIR"); env != nullptr && *env != '\0') return env;
-  struct stat st{};
-  if (::stat("labs/lab1_pruning/vgg_dense.safetensors", &st) == 0) return "labs/lab1_pruning";
-  throw effml::Error(
-      "cannot find vgg_dense.safetensors: set EFFML_LAB_DIR to the lab's folder "
-      "(labs/lab1_pruning) or run from the repository's top folder");
-}
-
 std::unique_ptr<effml::Sequential> load_dense_vgg() {
   auto model = effml::make_vgg();
-  effml::load_checkpoint(lab_dir() + "/vgg_dense.safetensors", *model);
+  effml::load_checkpoint(effml::lab_file("lab1_pruning", "vgg_dense.safetensors"), *model);
   return model;
 }
 
@@ -368,32 +357,19 @@ struct PruneSettings {
 
 PruneSettings prune_settings() {
   PruneSettings p;
-  p.baseline = lab_dir() + "/vgg_dense.safetensors";
-  if (const char* e = std::getenv("EFFML_LAB1_BASELINE"); e != nullptr && *e != '\0') p.baseline = e;
-  if (const char* e = std::getenv("EFFML_LAB1_SIZE_TARGET"); e != nullptr && *e != '\0') {
+  p.baseline = effml::env_or("EFFML_LAB1_BASELINE",
+                             effml::lab_file("lab1_pruning", "vgg_dense.safetensors"));
+  const std::string target = effml::env_or("EFFML_LAB1_SIZE_TARGET", "");
+  if (!target.empty()) {
     char* end = nullptr;
-    p.size_target = std::strtod(e, &end);
+    p.size_target = std::strtod(target.c_str(), &end);
     EFFML_CHECK(*end == '\0' && p.size_target > 0 && p.size_target <= 1,
-                "EFFML_LAB1_SIZE_TARGET must be a number in (0, 1], got '" << e << "'");
+                "EFFML_LAB1_SIZE_TARGET must be a number in (0, 1], got '" << target << "'");
   }
-  if (const char* e = std::getenv("EFFML_LAB1_SEED"); e != nullptr && *e != '\0') {
-    char* end = nullptr;
-    p.seed = std::strtoull(e, &end, 10);
-    EFFML_CHECK(*end == '\0' && e[0] != '-',
-                "EFFML_LAB1_SEED must be a non-negative integer, got '" << e << "'");
-  }
+  p.seed = effml::env_uint("EFFML_LAB1_SEED", 0);
   return p;
 }
 
-// The model named by a checkpoint's metadata, loaded (a VGG with the default widths).
-std::unique_ptr<effml::Sequential> load_baseline(const std::string& path) {
-  const auto meta = effml::read_metadata(path);
-  const auto it = meta.find("model");
-  EFFML_CHECK(it != meta.end(), path << ": no \"model\" in the checkpoint's metadata");
-  auto model = effml::make_model(it->second, 0);
-  effml::load_checkpoint(path, *model);
-  return model;
-}
 
 // Scan, choose sparsities for the size target, prune with masks, fine-tune with the masks
 // re-applied after every step; write the pruned, fine-tuned model.
@@ -401,7 +377,7 @@ void run_prune_finetune(const std::string& in_path, const std::string& out_path)
   expect_no_inputs("prune_finetune", in_path);
   const auto start = std::chrono::steady_clock::now();
   const PruneSettings settings = prune_settings();
-  auto model = load_baseline(settings.baseline);
+  auto model = effml::load_model_checkpoint(settings.baseline);
   const effml::Dataset train_set = effml::load_fashion_mnist("train");
   const effml::Dataset scan_set = train_set.subset(kScanStart, kScanCount);
   const double dense_accuracy = effml::evaluate(*model, scan_set).accuracy;

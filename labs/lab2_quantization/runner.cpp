@@ -26,8 +26,6 @@
 //   build/tests/lab2_quantization_runner run quantized_linear in.safetensors out.safetensors
 //   build/tests/lab2_quantization_runner run kmeans_finetune_4bit none kmeans4.safetensors
 
-#include <sys/stat.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -407,17 +405,6 @@ constexpr float kFinetuneLr = 1e-4f;
 // the grader measures on).
 constexpr int64_t kCheckStart = 50000, kCheckCount = 2000;
 
-std::string lab_dir() {
-  if (const char* env = std::getenv("EFFML_LAB_DIR"); env != nullptr && *env != '\0') return env;
-  struct stat st{};
-  if (::stat("labs/lab2_quantization/vgg_dense.safetensors", &st) == 0) {
-    return "labs/lab2_quantization";
-  }
-  throw effml::Error(
-      "cannot find vgg_dense.safetensors: set EFFML_LAB_DIR to the lab's folder "
-      "(labs/lab2_quantization) or run from the repository's top folder");
-}
-
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
@@ -433,28 +420,12 @@ struct KMeansSettings {
 
 KMeansSettings kmeans_settings() {
   KMeansSettings k;
-  k.baseline = lab_dir() + "/vgg_dense.safetensors";
-  if (const char* e = std::getenv("EFFML_LAB2_BASELINE"); e != nullptr && *e != '\0') {
-    k.baseline = e;
-  }
-  if (const char* e = std::getenv("EFFML_LAB2_SEED"); e != nullptr && *e != '\0') {
-    char* end = nullptr;
-    k.seed = std::strtoull(e, &end, 10);
-    EFFML_CHECK(*end == '\0' && e[0] != '-',
-                "EFFML_LAB2_SEED must be a non-negative integer, got '" << e << "'");
-  }
+  k.baseline = effml::env_or("EFFML_LAB2_BASELINE",
+                             effml::lab_file("lab2_quantization", "vgg_dense.safetensors"));
+  k.seed = effml::env_uint("EFFML_LAB2_SEED", 0);
   return k;
 }
 
-// The model named by a checkpoint's metadata, loaded (a VGG with the default widths).
-std::unique_ptr<effml::Sequential> load_baseline(const std::string& path) {
-  const auto meta = effml::read_metadata(path);
-  const auto it = meta.find("model");
-  EFFML_CHECK(it != meta.end(), path << ": no \"model\" in the checkpoint's metadata");
-  auto model = effml::make_model(it->second, 0);
-  effml::load_checkpoint(path, *model);
-  return model;
-}
 
 // One quantized weight: its parameter and the codebook it stands for.
 struct QuantizedWeight {
@@ -474,7 +445,7 @@ void run_kmeans_finetune(const std::string& task, int bits, const std::string& i
   EFFML_CHECK(in_path == "none", task << " takes no inputs: pass 'none', not '" << in_path << "'");
   const auto start = std::chrono::steady_clock::now();
   const KMeansSettings settings = kmeans_settings();
-  auto model = load_baseline(settings.baseline);
+  auto model = effml::load_model_checkpoint(settings.baseline);
   const effml::Dataset train_set = effml::load_fashion_mnist("train");
   const effml::Dataset check_set = train_set.subset(kCheckStart, kCheckCount);
   const double dense_accuracy = effml::evaluate(*model, check_set).accuracy;

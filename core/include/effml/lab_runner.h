@@ -15,11 +15,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <map>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "effml/module.h"
 #include "effml/rng.h"
 #include "effml/safetensors.h"
 #include "effml/tensor.h"
@@ -71,6 +73,24 @@ int run_lab_runner(int argc, char** argv, const std::string& lab,
 /// Writes `tensors` to a safetensors file with `metadata`.
 void save_tensor_list(const std::string& path, const TensorList& tensors,
                       const std::map<std::string, std::string>& metadata);
+
+/// A data file of a lab (e.g. its dense checkpoint): `$EFFML_LAB_DIR/file` when the variable is
+/// set (the grader sets it to the lab's folder), else `labs/<lab>/file` from the repository's
+/// top folder. \throws effml::Error saying how to point at it when neither exists
+std::string lab_file(const std::string& lab, const std::string& file);
+
+/// The model named by the `model` entry of a checkpoint's metadata (effml::make_model), loaded
+/// from the checkpoint. \throws effml::Error naming the file when the entry is missing or the
+/// weights do not fit
+std::unique_ptr<Sequential> load_model_checkpoint(const std::string& path);
+
+/// The environment variable `name` when set and not empty, else `fallback`. Runners read their
+/// experiment settings this way; the grader never sets them.
+std::string env_or(const char* name, const std::string& fallback);
+
+/// The environment variable `name` as a non-negative integer, or `fallback` when unset or
+/// empty. \throws effml::Error naming the variable and its value when it is not one
+uint64_t env_uint(const char* name, uint64_t fallback);
 
 /// A dimension drawn from 1, 3, 7, 17, 32 and 33: a single row or column, odd sizes that do not
 /// divide into SIMD widths, and one that does.
