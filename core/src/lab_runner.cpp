@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -181,6 +182,56 @@ int run_lab_runner(int argc, char** argv, const std::string& lab,
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
+}
+
+void put_vgg(TensorList& t, const std::string& prefix, Sequential& model) {
+  std::vector<int32_t> cfg;
+  for (int64_t c : vgg_config(model)) cfg.push_back(static_cast<int32_t>(c));
+  t.emplace_back(prefix + "cfg", Tensor::from_i32({static_cast<int64_t>(cfg.size())}, cfg));
+  for (const auto& p : model.named_parameters()) t.emplace_back(prefix + p.name, p.param->value);
+  for (const auto& b : model.named_buffers()) t.emplace_back(prefix + b.name, *b.tensor);
+}
+
+std::unique_ptr<Sequential> get_vgg(const RunnerInputs& in, const std::string& prefix) {
+  std::vector<int64_t> cfg;
+  for (int32_t c : in.ints(prefix + "cfg")) cfg.push_back(c);
+  auto model = make_vgg(cfg);
+  auto assign = [&](const std::string& name, Tensor& target) {
+    const Tensor& v = in.at(prefix + name);
+    EFFML_CHECK(v.shape() == target.shape() && v.dtype() == target.dtype(),
+                in.path() << ": '" << prefix << name << "' is " << v.shape_str() << ", the model's "
+                          << target.shape_str());
+    target.copy_(v);
+  };
+  for (const auto& p : model->named_parameters()) assign(p.name, p.param->value);
+  for (const auto& b : model->named_buffers()) assign(b.name, *b.tensor);
+  return model;
+}
+
+std::unique_ptr<Sequential> random_vgg(Rng& rng) {
+  const int64_t convs = size_between(rng, 2, 4);
+  std::vector<int64_t> cfg;
+  for (int64_t j = 0; j < convs; ++j) {
+    // Few channels keep the inputs small; 1 and odd counts are the awkward cases here.
+    const int64_t widths[] = {1, 2, 3, 5, 7, 12};
+    cfg.push_back(widths[rng.randint(6)]);
+    if (j < 2 || j == convs - 1) cfg.push_back(0);  // 28 -> 14 -> 7 -> 3
+  }
+  auto model = make_vgg(cfg);
+  for (const auto& p : model->named_parameters()) {
+    Tensor& v = p.param->value;
+    const float fan_in = v.dim() >= 2 ? static_cast<float>(v.numel() / v.size(0)) : 1.0f;
+    const bool bn_scale = v.dim() == 1 && p.name.find("features.") == 0 &&
+                          p.name.rfind(".weight") == p.name.size() - 7;
+    v = normal(v.shape(), v.dim() >= 2 ? 1.0f / std::sqrt(fan_in) : 0.2f, rng);
+    if (bn_scale) v = v + 1.0f;
+  }
+  for (const auto& b : model->named_buffers()) {
+    const bool var = b.name.find("running_var") != std::string::npos;
+    *b.tensor = var ? Tensor::rand(b.tensor->shape(), rng, 0.5f, 2.0f)
+                    : normal(b.tensor->shape(), 0.3f, rng);
+  }
+  return model;
 }
 
 }  // namespace effml

@@ -10,6 +10,7 @@
 #include "effml/data.h"
 #include "effml/grader/model_checks.h"
 #include "effml/metrics.h"
+#include "effml/deep_compression.h"
 #include "effml/models.h"
 #include "effml/parallel.h"
 #include "effml/safetensors.h"
@@ -40,6 +41,13 @@ void make_dirs(const std::string& dir) {
   }
 }
 
+// True when the file starts with the Deep Compression magic "EFDC".
+bool is_deep_compressed(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[4] = {};
+  return in.read(magic, 4) && std::string(magic, 4) == "EFDC";
+}
+
 std::string strip_suffix(const std::string& s, const std::string& suffix) {
   if (s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0)
     return s.substr(0, s.size() - suffix.size());
@@ -56,6 +64,18 @@ std::unique_ptr<Sequential> load_model(const std::string& name_or_path,
     for (auto& n : model_names()) known += " " + n;
     throw Error("'" + name_or_path + "' is neither a model name (" + known.substr(1) +
                 ") nor a checkpoint file");
+  }
+  if (is_deep_compressed(name_or_path)) {
+    // A Deep Compression file (Lab 2): decoded into the model its metadata names.
+    std::map<std::string, std::string> meta = load_deep_compressed(name_or_path).metadata;
+    auto it = meta.find("model");
+    if (it == meta.end())
+      throw Error(name_or_path + ": the file's metadata has no \"model\" entry, so the "
+                  "architecture is unknown");
+    auto model = make_model(it->second, 0);
+    load_deep_compressed_into(name_or_path, *model);
+    if (meta_out) *meta_out = meta;
+    return model;
   }
   auto meta = read_metadata(name_or_path);
   auto it = meta.find("model");

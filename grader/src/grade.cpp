@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -20,7 +21,9 @@
 #include "effml/grader/files.h"
 #include "effml/grader/model_checks.h"
 #include "effml/grader/sandbox.h"
+#include "effml/deep_compression.h"
 #include "effml/models.h"
+#include "effml/quantized.h"
 #include "effml/safetensors.h"
 #include "effml/train.h"
 
@@ -61,7 +64,8 @@ struct Grading {
   bool instructor = false;
   uint64_t seed = 0;
   int threads = 1;
-  std::unique_ptr<Dataset> test_set;  // loaded on first use
+  std::unique_ptr<Dataset> test_set;      // loaded on first use
+  std::unique_ptr<Dataset> test_set_raw;  // loaded on first use
 
   // A model task's baseline, loaded and measured once per grading; its accuracy (10,000 test
   // images) only when a returned model needs comparing, so a failing runner costs nothing more.
@@ -69,6 +73,24 @@ struct Grading {
     std::unique_ptr<Sequential> model;
     std::optional<double> accuracy_;
     ModelFigures figures;
+    std::map<int, double> ptq_accuracy_;  // by bits
+    // Test accuracy of the baseline with every 2+-dim weight quantized per channel at `bits`.
+    double ptq_accuracy(Grading& g, int bits, const std::string& model_name) {
+      auto it = ptq_accuracy_.find(bits);
+      if (it != ptq_accuracy_.end()) return it->second;
+      auto copy = make_model(model_name, 0);
+      if (model_name == "vgg") copy = make_vgg(vgg_config(*model));
+      const auto src = model->named_parameters();
+      const auto dst = copy->named_parameters();
+      for (std::size_t i = 0; i < src.size(); ++i) {
+        const Tensor& v = src[i].param->value;
+        dst[i].param->value.copy_(v.dim() >= 2 ? fake_quantize_per_channel(v, bits) : v);
+      }
+      const auto bsrc = model->named_buffers();
+      const auto bdst = copy->named_buffers();
+      for (std::size_t i = 0; i < bsrc.size(); ++i) bdst[i].tensor->copy_(*bsrc[i].tensor);
+      return ptq_accuracy_[bits] = evaluate(*copy, g.fashion_mnist_test()).accuracy;
+    }
     double accuracy(Grading& g) {
       if (!accuracy_) accuracy_ = evaluate(*model, g.fashion_mnist_test()).accuracy;
       return *accuracy_;
@@ -123,6 +145,15 @@ struct Grading {
   const Dataset& fashion_mnist_test() {
     if (!test_set) test_set = std::make_unique<Dataset>(load_fashion_mnist("test"));
     return *test_set;
+  }
+
+  // The test images scaled to [0, 1], not normalised: what integer-only models read.
+  const Dataset& fashion_mnist_test_raw() {
+    if (!test_set_raw) {
+      test_set_raw = std::make_unique<Dataset>(
+          load_fashion_mnist("test", default_fashion_mnist_dir(), false));
+    }
+    return *test_set_raw;
   }
 
   // The lab's trusted checkpoint `file` loaded into `model_name`, with its accuracy.
@@ -358,25 +389,41 @@ void grade_exact(Grading& g, const Task& task, TaskResult& r, std::vector<std::s
 
 // Runs a task whose runner writes a checkpoint (`run TASK none model.safetensors`) and loads
 // it into `model`; on failure, fails `r` with the reason and returns false.
-bool run_checkpoint_task(Grading& g, const Task& task, TaskResult& r, const std::string& model_name,
-                         std::unique_ptr<Sequential>& model, const std::vector<int64_t>* vgg_like) {
+// Runs a task whose runner writes one file (`run TASK none FILE`) in a fresh folder; returns its
+// path, or "" after failing `r` with the reason.
+std::string run_file_task(Grading& g, const Task& task, TaskResult& r, const std::string& file) {
   const std::string dir = g.student_area + "/" + task.name;
   remove_tree(dir);
   make_dirs(dir);
-  const SandboxResult run = g.run(g.student_runner, {"run", task.name, "none", "model.safetensors"},
-                                  dir, task.limits, false);
+  const SandboxResult run = g.run(g.student_runner, {"run", task.name, "none", file}, dir,
+                                  task.limits, false);
   r.extra["runner_seconds"] = run.wall_seconds;
   if (!task.calibration.empty()) r.extra["calibration"] = task.calibration;
   if (run.kind != ExitKind::Ok) {
     r.extra["exit"] = exit_kind_name(run.kind);
     fail(r, describe_failed_run(run));
-    return false;
+    return "";
   }
-  const std::string path = dir + "/model.safetensors";
+  const std::string path = dir + "/" + file;
   if (!is_plain_file(path)) {
-    fail(r, "The runner finished but did not write model.safetensors.");
-    return false;
+    fail(r, "The runner finished but did not write " + file + ".");
+    return "";
   }
+  return path;
+}
+
+// An effml::Error's message about `path`, with the path (meaningless to a student) shortened
+// to the file's name.
+std::string without_path(const Error& e, const std::string& path, const std::string& file) {
+  std::string why = e.what();
+  if (why.rfind(path, 0) == 0) why = file + why.substr(path.size());
+  return why;
+}
+
+bool run_checkpoint_task(Grading& g, const Task& task, TaskResult& r, const std::string& model_name,
+                         std::unique_ptr<Sequential>& model, const std::vector<int64_t>* vgg_like) {
+  const std::string path = run_file_task(g, task, r, "model.safetensors");
+  if (path.empty()) return false;
   const std::string unsafe = unsafe_header(path);
   if (!unsafe.empty()) {
     fail(r, "The checkpoint cannot be loaded into " + model_name + ": " + unsafe + ".");
@@ -386,10 +433,8 @@ bool run_checkpoint_task(Grading& g, const Task& task, TaskResult& r, const std:
     model = vgg_like ? make_vgg(vgg_widths_from(path, *vgg_like)) : make_model(model_name, 0);
     load_checkpoint(path, *model);
   } catch (const Error& e) {
-    // The message starts with the file's path, which means nothing to the student.
-    std::string why = e.what();
-    if (why.rfind(path, 0) == 0) why = "model.safetensors" + why.substr(path.size());
-    fail(r, "The checkpoint cannot be loaded into " + model_name + ": " + why);
+    fail(r, "The checkpoint cannot be loaded into " + model_name + ": " +
+                without_path(e, path, "model.safetensors"));
     return false;
   }
   return true;
@@ -415,9 +460,165 @@ void grade_accuracy(Grading& g, const Task& task, TaskResult& r) {
 
 std::string points_text(double v) { return fixed(100.0 * v, 2) + " points"; }
 
+// The accuracy checks a model task sets (max_accuracy_drop, max_accuracy_change), each passed to
+// `check` with its line; `drop` is the baseline's accuracy minus the model's.
+void check_accuracy(const Task& task, const std::string& accuracy_line, double drop,
+                    const std::function<void(bool, const std::string&)>& check) {
+  if (task.max_accuracy_drop) {
+    check(drop <= *task.max_accuracy_drop + 1e-12,
+          accuracy_line + ": a loss of " + points_text(drop) + " (limit " +
+              points_text(*task.max_accuracy_drop) + ").");
+  }
+  if (task.max_accuracy_change) {
+    check(std::abs(drop) <= *task.max_accuracy_change + 1e-12,
+          accuracy_line + ": a change of " + points_text(std::abs(drop)) + " (limit " +
+              points_text(*task.max_accuracy_change) + ").");
+  }
+}
+
+// The report of a model task: failed checks first, then passed ones, then `details`.
+void finish_model_task(TaskResult& r, const std::vector<std::string>& failed,
+                       const std::vector<std::string>& passed, const std::string& details) {
+  std::string text;
+  for (const auto& line : failed) text += (text.empty() ? "" : "\n") + ("FAILED: " + line);
+  for (const auto& line : passed) text += (text.empty() ? "" : "\n") + line;
+  text += "\n" + details;
+  if (failed.empty()) {
+    pass(r, text);
+  } else {
+    fail(r, text);
+  }
+}
+
+// A model task of format quantized_vgg: the runner's integer-only VGG, run by the grader's own
+// int8 kernels (effml/quantized.h) on the test images, against the fp32 baseline.
+void grade_quantized_vgg(Grading& g, const Task& task, TaskResult& r) {
+  Grading::Baseline& base = g.baseline(task.baseline, task.model);
+  const std::vector<int64_t> base_cfg = vgg_config(*base.model);
+  const std::string path = run_file_task(g, task, r, "model.safetensors");
+  if (path.empty()) return;
+  QuantizedVgg q;
+  try {
+    q = load_quantized_vgg(path);
+  } catch (const Error& e) {
+    fail(r, "The integer-only model cannot be loaded: " + without_path(e, path, "model.safetensors"));
+    return;
+  }
+  if (q.cfg != base_cfg) {
+    fail(r, "The integer-only model's widths differ from the baseline VGG's: quantize the "
+            "baseline itself.");
+    return;
+  }
+  const Dataset& raw = g.fashion_mnist_test_raw();
+  const double accuracy = quantized_accuracy(q, raw.images, raw.labels);
+  const double base_accuracy = base.accuracy(g);
+  const double drop = base_accuracy - accuracy;
+  r.extra["accuracy"] = accuracy;
+  r.extra["baseline_accuracy"] = base_accuracy;
+  r.extra["size_bytes"] = q.parameter_bytes();
+  r.extra["baseline_size_bytes"] = base.figures.dense_bytes;
+  std::string zero_points;
+  for (const QuantizedLayer& l : q.convs) {
+    zero_points += (zero_points.empty() ? "" : ", ") + l.name + " " +
+                   std::to_string(l.output_zero_point);
+  }
+  const std::string accuracy_line = "Integer-only test accuracy " + percent(accuracy) +
+                                    ", fp32 model " + percent(base_accuracy);
+  std::vector<std::string> passed, failed;
+  auto check = [&](bool ok, const std::string& line) { (ok ? passed : failed).push_back(line); };
+  check_accuracy(task, accuracy_line, drop, check);
+  finish_model_task(r, failed, passed,
+                    "Measured by the grader's int8 kernels on the " + std::to_string(raw.size()) +
+                        " Fashion-MNIST test images (pixels p read as p - 128). Parameters " +
+                        with_commas(q.parameter_bytes()) +
+                        " bytes (int8 weights, int32 biases and multipliers) against " +
+                        fixed(base.figures.dense_bytes, 0) +
+                        " for the fp32 model. Output zero points of the conv blocks: " +
+                        zero_points + ".");
+}
+
+// A model task of format deep_compression: the grader decodes every weight of the runner's file
+// (effml/deep_compression.h) into `model`, and measures the file's real size and the decoded
+// model's accuracy.
+void grade_deep_compression(Grading& g, const Task& task, TaskResult& r) {
+  Grading::Baseline& base = g.baseline(task.baseline, task.model);
+  const std::string path = run_file_task(g, task, r, "model.efdc");
+  if (path.empty()) return;
+  auto model = make_model(task.model, 0);
+  DeepCompressedSize size;
+  try {
+    size = deep_compressed_size(path);
+    load_deep_compressed_into(path, *model);
+  } catch (const Error& e) {
+    fail(r, "The Deep Compression file cannot be decoded into " + task.model + ": " +
+                without_path(e, path, "model.efdc"));
+    return;
+  }
+  const ModelFigures f = measure_figures(*model);
+  const EvalResult eval = evaluate(*model, g.fashion_mnist_test());
+  const double base_accuracy = base.accuracy(g);
+  const double drop = base_accuracy - eval.accuracy;
+  const double fraction = static_cast<double>(size.total) / base.figures.dense_bytes;
+  r.extra["accuracy"] = eval.accuracy;
+  r.extra["baseline_accuracy"] = base_accuracy;
+  r.extra["size_bytes"] = size.total;
+  r.extra["baseline_size_bytes"] = base.figures.dense_bytes;
+  r.extra["size_fraction"] = fraction;
+  r.extra["compression_ratio"] = 1.0 / fraction;
+  r.extra["size_parts"] = {{"gap_stream", size.gap_stream}, {"symbol_stream", size.symbol_stream},
+                           {"codebooks", size.codebooks}, {"code_tables", size.code_tables},
+                           {"raw", size.raw}, {"header", size.header}};
+  std::vector<std::string> passed, failed;
+  auto check = [&](bool ok, const std::string& line) { (ok ? passed : failed).push_back(line); };
+  const std::string size_line =
+      "File " + with_commas(static_cast<int64_t>(size.total)) + " bytes = " + percent(fraction) +
+      " of the dense model's " + fixed(base.figures.dense_bytes, 0) + " (" +
+      fixed(1.0 / fraction, 1) + "x smaller): gap streams " + with_commas(size.gap_stream) +
+      ", symbol streams " + with_commas(size.symbol_stream) + ", codebooks " +
+      with_commas(size.codebooks) + ", code tables " + with_commas(size.code_tables) +
+      ", raw tensors " + with_commas(size.raw) + ", header " + with_commas(size.header);
+  if (task.max_size_fraction) {
+    check(fraction <= *task.max_size_fraction,
+          size_line + " (limit " + percent(*task.max_size_fraction) + ", " +
+              fixed(1.0 / *task.max_size_fraction, 1) + "x).");
+  } else {
+    passed.push_back(size_line + ".");
+  }
+  const std::string accuracy_line = "Decoded model's test accuracy " + percent(eval.accuracy) +
+                                    ", dense model " + percent(base_accuracy);
+  check_accuracy(task, accuracy_line, drop, check);
+  if (!task.max_accuracy_drop && !task.max_accuracy_change) {
+    passed.push_back(accuracy_line + " (reported, not checked).");
+  }
+  std::string layer_text;
+  int64_t most = 0;
+  for (const LayerSparsity& l : f.layers) {
+    layer_text += "\n  " + l.name + ": " + std::to_string(l.nonzeros) + " of " +
+                  std::to_string(l.numel) + " non-zero (" + percent(1.0 - l.sparsity()) +
+                  "), " + std::to_string(l.distinct) + " distinct values";
+    most = std::max(most, l.distinct);
+  }
+  if (task.max_distinct_values) {
+    check(most <= *task.max_distinct_values,
+          "At most " + std::to_string(most) + " distinct values per weight, 0 included (limit " +
+              std::to_string(*task.max_distinct_values) + ").");
+  }
+  finish_model_task(r, failed, passed,
+                    "Decoded and measured by the grader on the " + std::to_string(eval.count) +
+                        " Fashion-MNIST test images; weights:" + layer_text);
+}
+
 // A model task: the grader measures the returned checkpoint against the lab's baseline and
 // applies the checks the manifest sets (see manifest.h). Every check is reported, passed or not.
 void grade_model(Grading& g, const Task& task, TaskResult& r) {
+  if (task.format == ModelFormat::QuantizedVgg) {
+    grade_quantized_vgg(g, task, r);
+    return;
+  }
+  if (task.format == ModelFormat::DeepCompression) {
+    grade_deep_compression(g, task, r);
+    return;
+  }
   Grading::Baseline& base = g.baseline(task.baseline, task.model);
   std::vector<int64_t> base_cfg;
   if (task.model == "vgg") base_cfg = vgg_config(*base.model);
@@ -459,16 +660,7 @@ void grade_model(Grading& g, const Task& task, TaskResult& r) {
   const double drop = base_accuracy - eval.accuracy;
   const std::string accuracy_line = "Test accuracy " + percent(eval.accuracy) + ", dense model " +
                                     percent(base_accuracy);
-  if (task.max_accuracy_drop) {
-    check(drop <= *task.max_accuracy_drop + 1e-12,
-          accuracy_line + ": a loss of " + points_text(drop) + " (limit " +
-              points_text(*task.max_accuracy_drop) + ").");
-  }
-  if (task.max_accuracy_change) {
-    check(std::abs(drop) <= *task.max_accuracy_change + 1e-12,
-          accuracy_line + ": a change of " + points_text(std::abs(drop)) + " (limit " +
-              points_text(*task.max_accuracy_change) + ").");
-  }
+  check_accuracy(task, accuracy_line, drop, check);
   if (task.channels_sorted) {
     const std::string order = check_channel_order(*model);
     check(order.empty(), order.empty() ? "Channels sorted by importance." : "Channels: " + order + ".");
@@ -514,19 +706,38 @@ void grade_model(Grading& g, const Task& task, TaskResult& r) {
           "At most " + std::to_string(most) + " distinct values per weight (" + worst +
               "; limit " + std::to_string(*task.max_distinct_values) + ").");
   }
+  if (task.ptq_bits) {
+    const int bits = *task.ptq_bits;
+    int64_t most = 0;
+    std::string worst;
+    for (const auto& p : model->named_parameters()) {
+      if (p.param->value.dim() < 2) continue;
+      const int64_t levels = max_levels_per_channel(p.param->value);
+      if (levels > most) {
+        most = levels;
+        worst = p.name;
+      }
+    }
+    const int64_t limit = int64_t{1} << bits;
+    r.extra["max_levels_per_channel"] = most;
+    check(most <= limit, "At most " + std::to_string(most) + " distinct values per output channel (" +
+                             worst + "; limit " + std::to_string(limit) + " at " +
+                             std::to_string(bits) + " bits).");
+    const double ptq = base.ptq_accuracy(g, bits, task.model);
+    r.extra["ptq_accuracy"] = ptq;
+    check(eval.accuracy > ptq,
+          "Test accuracy " + percent(eval.accuracy) + " against " + percent(ptq) +
+              " for the dense model quantized after training (" + std::to_string(bits) +
+              " bits per output channel, symmetric, measured by the grader): " +
+              (eval.accuracy > ptq ? "better by " : "not better: ") +
+              points_text(eval.accuracy - ptq) + ".");
+  }
   if (!task.max_accuracy_drop && !task.max_accuracy_change) {
     passed.push_back(accuracy_line + " (reported, not checked).");
   }
-  std::string text;
-  for (const auto& line : failed) text += (text.empty() ? "" : "\n") + ("FAILED: " + line);
-  for (const auto& line : passed) text += (text.empty() ? "" : "\n") + line;
-  text += "\nMeasured by the grader on the " + std::to_string(eval.count) +
-          " Fashion-MNIST test images; weights:" + layer_text;
-  if (failed.empty()) {
-    pass(r, text);
-  } else {
-    fail(r, text);
-  }
+  finish_model_task(r, failed, passed,
+                    "Measured by the grader on the " + std::to_string(eval.count) +
+                        " Fashion-MNIST test images; weights:" + layer_text);
 }
 
 void grade_manual(Grading& g, const Task& task, const std::string& impl_dir, TaskResult& r) {

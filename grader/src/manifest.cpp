@@ -167,7 +167,8 @@ Task parse_task(const json& obj, std::size_t index, const RunLimits& lab_limits,
       {"name", "title", "points", "kind", "visibility", "tags", "hidden", "limits", "seeds",
        "tolerance", "model", "threshold", "calibration", "answers_file", "description",
        "baseline", "max_size_fraction", "max_accuracy_drop", "max_accuracy_change",
-       "channels_sorted", "channel_ratio", "min_speedup", "max_distinct_values"},
+       "channels_sorted", "channel_ratio", "min_speedup", "max_distinct_values", "format",
+       "ptq_bits"},
       ctx);
   t.title = get_string(obj, "title", ctx);
   t.points = get_number(obj, "points", ctx, 0, 1e6, false, 0, true, ">= 0");
@@ -230,10 +231,23 @@ Task parse_task(const json& obj, std::size_t index, const RunLimits& lab_limits,
   }
   const char* model_checks[] = {"max_size_fraction", "max_accuracy_drop", "max_accuracy_change",
                                 "channels_sorted", "channel_ratio", "min_speedup",
-                                "max_distinct_values"};
+                                "max_distinct_values", "ptq_bits"};
   if (t.kind == TaskKind::Model) {
     t.baseline = get_string(obj, "baseline", ctx);
     check_plain_name(t.baseline, "baseline", ctx);
+    if (obj.contains("format")) {
+      const std::string f = get_string(obj, "format", ctx);
+      if (f == "checkpoint") {
+        t.format = ModelFormat::Checkpoint;
+      } else if (f == "quantized_vgg") {
+        t.format = ModelFormat::QuantizedVgg;
+      } else if (f == "deep_compression") {
+        t.format = ModelFormat::DeepCompression;
+      } else {
+        ctx.fail("\"format\" must be \"checkpoint\", \"quantized_vgg\" or \"deep_compression\", "
+                 "got \"" + f + "\"");
+      }
+    }
     // A fraction in [0, 1] ((0, 1] when zero makes no sense), as 0.005 for half a point.
     auto fraction = [&](const char* key, bool zero_ok) -> std::optional<double> {
       if (!obj.contains(key)) return std::nullopt;
@@ -259,6 +273,13 @@ Task parse_task(const json& obj, std::size_t index, const RunLimits& lab_limits,
       }
       t.max_distinct_values = obj["max_distinct_values"].get<int64_t>();
     }
+    if (obj.contains("ptq_bits")) {
+      if (!obj["ptq_bits"].is_number_integer() || obj["ptq_bits"].get<int64_t>() < 2 ||
+          obj["ptq_bits"].get<int64_t>() > 8) {
+        ctx.fail("\"ptq_bits\" must be a whole number in [2, 8], got " + shown(obj["ptq_bits"]));
+      }
+      t.ptq_bits = static_cast<int>(obj["ptq_bits"].get<int64_t>());
+    }
     if (obj.contains("channels_sorted")) {
       if (!obj["channels_sorted"].is_boolean()) {
         ctx.fail("\"channels_sorted\" must be true or false, got " + shown(obj["channels_sorted"]));
@@ -268,16 +289,34 @@ Task parse_task(const json& obj, std::size_t index, const RunLimits& lab_limits,
     if (t.channel_ratio && t.model != "vgg") {
       ctx.fail("\"channel_ratio\" applies to the model \"vgg\" only");
     }
+    if (t.format == ModelFormat::QuantizedVgg) {
+      if (t.model != "vgg") ctx.fail("\"format\": \"quantized_vgg\" needs the model \"vgg\"");
+      for (const char* key : {"max_size_fraction", "channels_sorted", "channel_ratio",
+                              "min_speedup", "max_distinct_values", "ptq_bits"}) {
+        if (obj.contains(key)) {
+          ctx.fail(std::string("\"") + key + "\" does not apply to \"format\": \"quantized_vgg\"");
+        }
+      }
+    }
+    if (t.format == ModelFormat::DeepCompression) {
+      for (const char* key : {"channels_sorted", "channel_ratio", "min_speedup", "ptq_bits"}) {
+        if (obj.contains(key)) {
+          ctx.fail(std::string("\"") + key +
+                   "\" does not apply to \"format\": \"deep_compression\"");
+        }
+      }
+    }
     const bool any = t.channels_sorted || t.max_size_fraction || t.max_accuracy_drop ||
                      t.max_accuracy_change || t.channel_ratio || t.min_speedup ||
-                     t.max_distinct_values;
+                     t.max_distinct_values || t.ptq_bits;
     if (!any) {
       ctx.fail("a model task needs at least one check: max_size_fraction, max_accuracy_drop, "
-               "max_accuracy_change, channels_sorted, channel_ratio, min_speedup or "
-               "max_distinct_values");
+               "max_accuracy_change, channels_sorted, channel_ratio, min_speedup, "
+               "max_distinct_values or ptq_bits");
     }
   } else {
     forbid("baseline");
+    forbid("format");
     for (const char* key : model_checks) forbid(key);
   }
   if (t.kind == TaskKind::Manual) {

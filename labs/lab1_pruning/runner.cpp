@@ -70,62 +70,6 @@ std::unique_ptr<effml::Sequential> load_dense_vgg() {
   return model;
 }
 
-// ---- models as tensor lists ----------------------------------------------------------------------
-
-// A VGG's cfg, parameters and buffers, each name prefixed: "<prefix>cfg", "<prefix>features.0.weight".
-void put_model(TensorList& t, const std::string& prefix, effml::Sequential& model) {
-  std::vector<int32_t> cfg;
-  for (int64_t c : effml::vgg_config(model)) cfg.push_back(static_cast<int32_t>(c));
-  t.emplace_back(prefix + "cfg", Tensor::from_i32({static_cast<int64_t>(cfg.size())}, cfg));
-  for (const auto& p : model.named_parameters()) t.emplace_back(prefix + p.name, p.param->value);
-  for (const auto& b : model.named_buffers()) t.emplace_back(prefix + b.name, *b.tensor);
-}
-
-// The VGG that put_model() wrote under `prefix`.
-std::unique_ptr<effml::Sequential> get_model(const RunnerInputs& in, const std::string& prefix) {
-  std::vector<int64_t> cfg;
-  for (int32_t c : in.ints(prefix + "cfg")) cfg.push_back(c);
-  auto model = effml::make_vgg(cfg);
-  auto assign = [&](const std::string& name, Tensor& target) {
-    const Tensor& v = in.at(prefix + name);
-    EFFML_CHECK(v.shape() == target.shape() && v.dtype() == target.dtype(),
-                in.path() << ": '" << prefix << name << "' is " << v.shape_str() << ", the model's "
-                          << target.shape_str());
-    target.copy_(v);
-  };
-  for (const auto& p : model->named_parameters()) assign(p.name, p.param->value);
-  for (const auto& b : model->named_buffers()) assign(b.name, *b.tensor);
-  return model;
-}
-
-// A random VGG of awkward widths: 2 to 4 conv blocks with 2x2 pools, weights of a trained
-// model's scale, batch-norm statistics away from their initial values.
-std::unique_ptr<effml::Sequential> random_vgg(Rng& rng) {
-  const int64_t convs = effml::size_between(rng, 2, 4);
-  std::vector<int64_t> cfg;
-  for (int64_t j = 0; j < convs; ++j) {
-    // Few channels keep the inputs small; 1 and odd counts are the awkward cases here.
-    const int64_t widths[] = {1, 2, 3, 5, 7, 12};
-    cfg.push_back(widths[rng.randint(6)]);
-    if (j < 2 || j == convs - 1) cfg.push_back(0);  // 28 -> 14 -> 7 -> 3
-  }
-  auto model = effml::make_vgg(cfg);
-  for (const auto& p : model->named_parameters()) {
-    Tensor& v = p.param->value;
-    const float fan_in = v.dim() >= 2 ? static_cast<float>(v.numel() / v.size(0)) : 1.0f;
-    const bool bn_scale = v.dim() == 1 && p.name.find("features.") == 0 &&
-                          p.name.rfind(".weight") == p.name.size() - 7;
-    v = effml::normal(v.shape(), v.dim() >= 2 ? 1.0f / std::sqrt(fan_in) : 0.2f, rng);
-    if (bn_scale) v = v + 1.0f;
-  }
-  for (const auto& b : model->named_buffers()) {
-    const bool var = b.name.find("running_var") != std::string::npos;
-    *b.tensor = var ? Tensor::rand(b.tensor->shape(), rng, 0.5f, 2.0f)
-                    : effml::normal(b.tensor->shape(), 0.3f, rng);
-  }
-  return model;
-}
-
 // ---- Task 1: fine_grained_prune --------------------------------------------------------------
 
 float random_sparsity(Rng& rng) {
@@ -173,9 +117,9 @@ TensorList run_fine_grained_prune(const RunnerInputs& in) {
 // A random VGG, a sparsity for some of its prunable weights, and an update for every parameter
 // (what an optimizer step would add).
 TensorList gen_pruner(Rng& rng) {
-  auto model = random_vgg(rng);
+  auto model = effml::random_vgg(rng);
   TensorList t;
-  put_model(t, "model.", *model);
+  effml::put_vgg(t, "model.", *model);
   for (const auto& p : model->named_parameters()) {
     if (p.param->value.dim() >= 2 && rng.randint(4) != 0) {
       t.emplace_back("sparsity." + p.name, effml::scalar_tensor(random_sparsity(rng)));
@@ -188,7 +132,7 @@ TensorList gen_pruner(Rng& rng) {
 // Prunes, takes one "step" (adds the updates), re-applies the masks; returns every parameter
 // and every mask.
 TensorList run_pruner(const RunnerInputs& in) {
-  auto model = get_model(in, "model.");
+  auto model = effml::get_vgg(in, "model.");
   std::map<std::string, double> sparsities;
   for (const auto& [name, s] : in.with_prefix("sparsity.")) sparsities[name] = s.item();
   lab1::FineGrainedPruner pruner(*model, sparsities);
@@ -297,15 +241,15 @@ TensorList run_importance(const RunnerInputs& in) {
 
 TensorList gen_sorting(Rng& rng) {
   TensorList t;
-  put_model(t, "model.", *random_vgg(rng));
+  effml::put_vgg(t, "model.", *effml::random_vgg(rng));
   return t;
 }
 
 TensorList run_sorting(const RunnerInputs& in) {
-  auto model = get_model(in, "model.");
+  auto model = effml::get_vgg(in, "model.");
   lab1::apply_channel_sorting(*model);
   TensorList out;
-  put_model(out, "", *model);
+  effml::put_vgg(out, "", *model);
   return out;
 }
 
@@ -326,10 +270,10 @@ TensorList gen_channel_prune_extreme(Rng& rng) {
 }
 
 TensorList run_channel_prune(const RunnerInputs& in) {
-  auto model = get_model(in, "model.");
+  auto model = effml::get_vgg(in, "model.");
   auto pruned = lab1::channel_prune(*model, in.scalar("ratio"));
   TensorList out;
-  put_model(out, "", *pruned);
+  effml::put_vgg(out, "", *pruned);
   return out;
 }
 

@@ -15,7 +15,11 @@
 #include <string>
 #include <vector>
 
+#include "effml/data.h"
 #include "effml/error.h"
+#include "effml/huffman.h"
+#include "effml/layers.h"
+#include "effml/models.h"
 
 namespace lab2 {
 
@@ -198,6 +202,79 @@ void update_codebook(const Tensor& w, Codebook& codebook) {
 void codebook_gradient_step(Codebook& codebook, const Tensor& grad, float lr) {
   // BEGIN SOLUTION
   throw effml::NotImplemented("Task 9: codebook_gradient_step");
+  // END SOLUTION
+}
+
+// ---- Part 2 ------------------------------------------------------------------------------------
+
+/// w'_c = w_c * s_c and b'_c = beta_c - mean_c * s_c with s_c = gamma_c / sqrt(var_c + eps).
+FoldedConv fold_conv_bn(const Tensor& conv_weight, const Tensor& gamma, const Tensor& beta,
+                        const Tensor& running_mean, const Tensor& running_var, float eps) {
+  // BEGIN SOLUTION
+  throw effml::NotImplemented("Task 10: fold_conv_bn");
+  // END SOLUTION
+}
+
+/// The range of each conv block's ReLU output, then the logits', over all images (eval mode).
+std::vector<ActivationRange> calibrate_activation_ranges(effml::Sequential& vgg,
+                                                         const Tensor& images,
+                                                         int64_t batch_size) {
+  // BEGIN SOLUTION
+  throw effml::NotImplemented("Task 11: calibrate_activation_ranges");
+  // END SOLUTION
+}
+
+/// S = 1 / (255 std), Z = round(255 mean - 128), in double.
+QuantParams input_quant_params(float mean, float std) {
+  // BEGIN SOLUTION
+  throw effml::NotImplemented("Task 12: input_quant_params");
+  // END SOLUTION
+}
+
+/// Folds, quantizes and wires each layer as lab2.h's steps 1 to 6 say.
+effml::QuantizedVgg quantize_vgg(effml::Sequential& vgg, const std::vector<ActivationRange>& ranges) {
+  // BEGIN SOLUTION
+  throw effml::NotImplemented("Task 12: quantize_vgg");
+  // END SOLUTION
+}
+
+// ---- Part 3 ------------------------------------------------------------------------------------
+
+/// S (linear_quantize(r) - Z), in float32.
+Tensor fake_quantize(const Tensor& r, int bits, float scale, int32_t zero_point) {
+  // BEGIN SOLUTION
+  throw effml::NotImplemented("Task 13: fake_quantize");
+  // END SOLUTION
+}
+
+/// grad where qmin <= round(r / S) + Z <= qmax, else 0.
+Tensor fake_quantize_grad(const Tensor& grad, const Tensor& r, int bits, float scale,
+                          int32_t zero_point) {
+  // BEGIN SOLUTION
+  throw effml::NotImplemented("Task 13: fake_quantize_grad");
+  // END SOLUTION
+}
+
+/// Task 3, then each channel dequantized with its scale.
+Tensor fake_quantize_weight_per_channel(const Tensor& w, int bits) {
+  // BEGIN SOLUTION
+  throw effml::NotImplemented("Task 14: fake_quantize_weight_per_channel");
+  // END SOLUTION
+}
+
+// ---- Part 4 ------------------------------------------------------------------------------------
+
+/// Fillers (G - 1, k) while a gap does not fit, then (gap, label), for each kept position.
+RelativeIndices relative_indices(const Tensor& labels, int32_t k, int gap_bits) {
+  // BEGIN SOLUTION
+  throw effml::NotImplemented("Task 15: relative_indices");
+  // END SOLUTION
+}
+
+/// Two-queue Huffman: leaves by (count, index); the smaller front each time, leaves on ties.
+std::vector<uint8_t> huffman_code_lengths(const std::vector<int64_t>& counts) {
+  // BEGIN SOLUTION
+  throw effml::NotImplemented("Task 16: huffman_code_lengths");
   // END SOLUTION
 }
 

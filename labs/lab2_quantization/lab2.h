@@ -22,7 +22,11 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
+#include "effml/huffman.h"
+#include "effml/module.h"
+#include "effml/quantized.h"
 #include "effml/tensor.h"
 
 /// \brief Lab 2 (quantization): the functions students implement.
@@ -290,5 +294,198 @@ void update_codebook(const Tensor& w, Codebook& codebook);
 /// \param lr       \f$ \eta \f$, finite
 /// \throws effml::Error naming the shapes, dtypes or value otherwise
 void codebook_gradient_step(Codebook& codebook, const Tensor& grad, float lr);
+
+// ---- Part 2: the whole CNN integer-only (Tasks 10 to 12) ---------------------------------------
+
+/// A convolution with its batch norm folded in: a conv with a bias.
+struct FoldedConv {
+  Tensor weight;  ///< float32, the conv weight's shape (Cout, Cin, K, K)
+  Tensor bias;    ///< float32 (Cout)
+};
+
+/// **Task 10.** Folds an evaluation-mode batch norm into the convolution before it. The batch
+/// norm computes \f$ y = \gamma (z - \bar\mu) / \sqrt{\bar\sigma^2 + \epsilon} + \beta \f$ of
+/// the conv's output \f$ z = w * x \f$ (the VGG's convs have no bias), which is the conv with
+/// \f[ s_c = \frac{\gamma_c}{\sqrt{\bar\sigma^2_c + \epsilon}}, \qquad w'_c = s_c\, w_c,
+///     \qquad b'_c = \beta_c - \bar\mu_c\, s_c \f]
+/// Arithmetic, float32 throughout: `s = gamma[c] / std::sqrt(running_var[c] + eps)`,
+/// `w'[c, ...] = w[c, ...] * s`, `b'[c] = beta[c] - running_mean[c] * s`.
+///
+/// \param conv_weight  float32 (Cout, Cin, K, K)
+/// \param gamma        float32 (Cout): the batch norm's weight
+/// \param beta         float32 (Cout): the batch norm's bias
+/// \param running_mean float32 (Cout)
+/// \param running_var  float32 (Cout), each >= 0
+/// \param eps          \f$ \epsilon \f$ > 0
+/// \throws effml::Error naming the shapes or the value otherwise
+FoldedConv fold_conv_bn(const Tensor& conv_weight, const Tensor& gamma, const Tensor& beta,
+                        const Tensor& running_mean, const Tensor& running_var, float eps);
+
+/// The smallest and largest value a tensor took during calibration.
+struct ActivationRange {
+  float min = 0.0f;  ///< smallest value seen
+  float max = 0.0f;  ///< largest value seen
+};
+
+/// **Task 11.** Calibration: the range of every activation that the integer-only model will
+/// quantize, measured on calibration images. For a VGG of effml::make_vgg(cfg) (modules
+/// `features`, `flatten`, `classifier`; `features` holds Conv2d, BatchNorm2d, ReLU blocks and
+/// MaxPool2d layers) in **evaluation mode** (set it; batch norm must use its running
+/// statistics), the images are run through the model `batch_size` at a time, layer by layer,
+/// and the result holds, in order:
+///
+/// - for each conv block, the range of its **ReLU's output** (the block's output: what the next
+///   layer reads; a max-pool does not change the range it has to represent);
+/// - last, the range of the classifier's output (the logits).
+///
+/// So a VGG with \f$ B \f$ conv blocks gives \f$ B + 1 \f$ ranges. The minimum and maximum
+/// are over every image, channel and position. The input's range is not calibrated: it is fixed
+/// by the preprocessing (input_quant_params()).
+///
+/// \param vgg        a VGG as effml::make_vgg builds it (left in evaluation mode)
+/// \param images     float32 (N, 1, 28, 28), normalised as the model was trained, N >= 1
+/// \param batch_size images per forward pass, >= 1 (the last batch may be smaller)
+/// \throws effml::Error naming the shape or the value otherwise
+std::vector<ActivationRange> calibrate_activation_ranges(effml::Sequential& vgg,
+                                                         const Tensor& images,
+                                                         int64_t batch_size);
+
+/// **Task 12 (a).** Input preprocessing. The integer model reads each pixel \f$ p \in [0, 255] \f$
+/// as the int8 \f$ q = p - 128 \f$ (effml::pixels_to_int8: no arithmetic beyond a
+/// subtraction). The fp32 model reads \f$ x = (p / 255 - \mu) / \sigma \f$. Find the scale and
+/// zero point for which \f$ S (q - Z) \approx x \f$:
+/// \f[ S = \frac{1}{255\,\sigma}, \qquad Z = \mathrm{round}(255\,\mu - 128) \f]
+/// (exact but for the rounding of \f$ Z \f$). Arithmetic: in double from the float arguments,
+/// \f$ Z \f$ rounded with std::nearbyint; the returned scale is converted to float.
+///
+/// \param mean \f$ \mu \f$, the normalisation's mean, in [0, 1]
+/// \param std  \f$ \sigma \f$ > 0
+/// \throws effml::Error naming the value otherwise, or when \f$ Z \f$ falls outside [-128, 127]
+QuantParams input_quant_params(float mean, float std);
+
+/// **Task 12 (b).** Builds the integer-only model (effml::QuantizedVgg, whose header
+/// describes the integer arithmetic the grader runs) from a trained VGG and its calibrated
+/// ranges. For conv block \f$ j \f$ (conv at `features.<i>`, batch norm at `features.<i+1>`):
+///
+/// 1. fold the batch norm (Task 10, with the batch norm's eps);
+/// 2. quantize the folded weight to 8 bits per output channel (Task 3): \f$ q_w \f$, \f$ S_w \f$;
+/// 3. the input's scale and zero point: for block 0 `input_quant_params(kFashionMnistMean,
+///    kFashionMnistStd)`, for block \f$ j > 0 \f$ the output ones of block \f$ j - 1 \f$ (the
+///    pool between them changes neither);
+/// 4. the output's: Task 2 at 8 bits on the float32 tensor {min(lo, 0), max(hi, 0)} of
+///    `ranges[j]` = {lo, hi} (widened to include 0, so that the real 0, a ReLU's output and the
+///    padding, has an exact integer: after a ReLU that zero point is -128);
+/// 5. the bias: Task 4 with \f$ S_w \f$ and the input's scale;
+/// 6. each output channel's multiplier: quantize_multiplier() of
+///    `double(S_x) * double(S_w[o]) / double(S_y)`.
+///
+/// The classifier is quantized the same way (no folding: it has its own bias), its input being
+/// the last block's output and its output range `ranges.back()`. Layer names are `features.<i>`
+/// (the conv's index in `features`) and `classifier`; `cfg` is effml::vgg_config(vgg); the
+/// scales are filled in too (`weight_scale` = \f$ S_w \f$, `input_scale`, `output_scale`).
+///
+/// \param vgg    a trained VGG of effml::make_vgg (not modified)
+/// \param ranges Task 11's ranges for it: one per conv block, then the logits'
+/// \throws effml::Error naming the layer when the ranges do not match the model, or a
+///         multiplier is not below 1 (which a channel of all-zero folded weights, a pruned
+///         filter or \f$ \gamma = 0 \f$, can cause: Task 3 gives it \f$ S_w = 1 \f$; the
+///         lab's models have none)
+effml::QuantizedVgg quantize_vgg(effml::Sequential& vgg, const std::vector<ActivationRange>& ranges);
+
+// ---- Part 3: quantization-aware training (Tasks 13 and 14) -------------------------------------
+
+/// **Task 13 (a).** Fake quantization: quantize and dequantize in one step, so that training in
+/// float sees the rounding error the quantized model will have:
+/// \f[ \hat r = S\,(q - Z), \qquad q = \text{linear\_quantize}(r, b, S, Z) \f]
+/// Arithmetic: \f$ q - Z \f$ in int32, converted to float and multiplied by `scale` in float32.
+/// \param r          any shape, float32, every value finite
+/// \param bits       \f$ b \f$ in [1, 8]
+/// \param scale      \f$ S \f$ > 0 and finite
+/// \param zero_point \f$ Z \f$, any int32
+/// \returns float32, the shape of `r`
+/// \throws effml::Error as linear_quantize()
+Tensor fake_quantize(const Tensor& r, int bits, float scale, int32_t zero_point);
+
+/// **Task 13 (b).** The straight-through estimator (Bengio et al. 2013) of fake quantization's
+/// gradient. Rounding has a zero derivative almost everywhere, which would stop all learning;
+/// the estimator treats it as the identity, and keeps only the clamp's derivative:
+/// \f[ \frac{\partial L}{\partial r} = \frac{\partial L}{\partial \hat r} \cdot
+///     [\, q_{min} \le \mathrm{round}(r / S) + Z \le q_{max} \,] \f]
+/// (the same float32 division and std::nearbyint as Task 1, before the clamp): the gradient
+/// passes where the value was not clamped and is 0 where it was.
+/// \param grad       float32, the shape of `r`: \f$ \partial L / \partial \hat r \f$
+/// \param r          the input of fake_quantize(), float32, every value finite
+/// \param bits       \f$ b \f$ in [1, 8]
+/// \param scale      \f$ S \f$ > 0 and finite
+/// \param zero_point \f$ Z \f$, any int32
+/// \returns float32, the shape of `r`
+/// \throws effml::Error naming the shapes, or as linear_quantize()
+Tensor fake_quantize_grad(const Tensor& grad, const Tensor& r, int bits, float scale,
+                          int32_t zero_point);
+
+/// **Task 14.** Fake quantization of a weight per output channel: Task 3's symmetric
+/// quantization, dequantized: channel \f$ c \f$ becomes
+/// `fake_quantize(w_c, bits, S_c, 0)` with \f$ S_c \f$ from Task 3 (the same float32 values).
+/// The quantization-aware training of this lab's model task keeps a float copy of each weight,
+/// runs forward and backward on its fake-quantized version, and adds the optimizer's update to
+/// the float copy (the straight-through estimator: inside the range, which for these symmetric
+/// scales is every value, the gradient passes unchanged).
+/// \param w    (Cout, ...) with at least 2 dimensions, float32, every value finite
+/// \param bits \f$ b \f$ in [2, 8]
+/// \returns float32, the shape of `w`: at most \f$ 2^b \f$ distinct values per channel
+/// \throws effml::Error as linear_quantize_weight_per_channel()
+Tensor fake_quantize_weight_per_channel(const Tensor& w, int bits);
+
+// ---- Part 4: Deep Compression storage (Tasks 15 and 16) ----------------------------------------
+
+/// The two entry streams of a pruned, k-means-quantized weight (effml/deep_compression.h).
+struct RelativeIndices {
+  Tensor gaps;     ///< int32 (E): zeros skipped before each entry, each in \f$ [0, G) \f$
+  Tensor symbols;  ///< int32 (E): each entry's centroid index, or \f$ k \f$ for a filler
+};
+
+/// **Task 15.** Relative indexing (Deep Compression, section 3): instead of each non-zero's
+/// position, store the number of zeros since the previous stored entry, in a small alphabet of
+/// \f$ G = 2^{g} \f$ gaps. Walking `labels` in row-major order with `last` = -1, for each kept
+/// position \f$ p \f$ (label >= 0), in order:
+///
+/// 1. while \f$ p - \mathrm{last} - 1 > G - 1 \f$ (the gap does not fit): emit a *filler*
+///    entry (gap \f$ G - 1 \f$, symbol \f$ k \f$), which stands for a stored zero at position
+///    \f$ \mathrm{last} + G \f$, and set last to that position;
+/// 2. emit (gap \f$ p - \mathrm{last} - 1 \f$, symbol labels[p]) and set last = \f$ p \f$.
+///
+/// Zeros after the last kept position need no entry. Example, \f$ G = 4 \f$ (g = 2), k = 2,
+/// labels {-1, 1, -1, -1, -1, -1, -1, -1, -1, 0}: entries (1, 1), (3, 2) (a filler at position
+/// 5), (3, 0) at position 9.
+///
+/// \param labels   int32, any shape: -1 where the weight was pruned, else its centroid index in
+///                  \f$ [0, k) \f$
+/// \param k        codebook size, >= 1
+/// \param gap_bits \f$ g \f$ in [1, 8]
+/// \throws effml::Error naming the value when a label is outside \f$ [-1, k) \f$, `k` < 1 or
+///         `gap_bits` out of range
+RelativeIndices relative_indices(const Tensor& labels, int32_t k, int gap_bits);
+
+/// **Task 16.** Huffman code lengths (Huffman 1952) of an alphabet with the given symbol counts:
+/// an optimal prefix code, so \f$ \sum_s \mathrm{counts}[s] \cdot \mathrm{length}[s] \f$ is the
+/// fewest bits that code the stream symbol by symbol. Many codes are optimal; so that the answer
+/// is unique, build the tree with **two queues**:
+///
+/// - the *leaf queue* holds the symbols of count > 0 sorted by (count, symbol index), smallest
+///   first; the *node queue* starts empty;
+/// - while more than one tree remains: take the smaller front of the two queues (by count; on a
+///   tie, the **leaf** queue's), then again the smaller front, and append a node of the two
+///   counts' sum to the back of the node queue;
+/// - each symbol's length is its leaf's depth in the final tree.
+///
+/// A symbol of count 0 gets length 0 (no code). A single symbol of count > 0 gets length 1; no
+/// symbol of count > 0 gives all lengths 0. Example: counts {5, 1, 1, 2} give lengths
+/// {1, 3, 3, 2}.
+///
+/// \param counts each >= 0, at most 2^40 in all, at most 65,536 symbols
+/// \returns one length per symbol, in the order of `counts`
+/// \throws effml::Error naming the value for a negative count, too many symbols, or a length
+///         above effml::kMaxCodeLength (24) (impossible for fewer than 75,025 counted symbols)
+std::vector<uint8_t> huffman_code_lengths(const std::vector<int64_t>& counts);
 
 }  // namespace lab2

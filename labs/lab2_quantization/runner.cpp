@@ -39,10 +39,13 @@
 #include <vector>
 
 #include "effml/data.h"
+#include "effml/deep_compression.h"
 #include "effml/error.h"
 #include "effml/lab_runner.h"
 #include "effml/layers.h"
+#include "effml/metrics.h"
 #include "effml/models.h"
+#include "effml/quantized.h"
 #include "effml/rng.h"
 #include "effml/safetensors.h"
 #include "effml/tensor.h"
@@ -393,6 +396,222 @@ TensorList run_codebook_gradient_step(const RunnerInputs& in) {
   return {{"centroids", std::move(c.centroids)}};
 }
 
+
+
+// ---- Task 10: fold_conv_bn -------------------------------------------------------------------
+
+// A conv weight of awkward sizes and a batch norm of a trained model's kind: gamma around 1,
+// running variances from near 0 (where eps matters) to 4.
+TensorList gen_fold_conv_bn(Rng& rng) {
+  const int64_t out = effml::awkward_size(rng), in = effml::size_between(rng, 1, 9);
+  const int64_t k = rng.randint(2) ? 3 : 1;
+  Tensor var = Tensor::rand({out}, rng, 0.0f, 4.0f);
+  var[0] = 0.0f;  // a dead channel: only eps keeps the division finite
+  TensorList t;
+  t.emplace_back("conv_weight", effml::normal({out, in, k, k}, 0.3f, rng));
+  t.emplace_back("gamma", effml::normal({out}, 0.3f, rng) + 1.0f);
+  t.emplace_back("beta", effml::normal({out}, 0.3f, rng));
+  t.emplace_back("running_mean", effml::normal({out}, 0.5f, rng));
+  t.emplace_back("running_var", var);
+  t.emplace_back("eps", effml::scalar_tensor(rng.randint(2) ? 1e-5f : 1e-3f));
+  return t;
+}
+
+TensorList run_fold_conv_bn(const RunnerInputs& in) {
+  const lab2::FoldedConv f =
+      lab2::fold_conv_bn(in.at("conv_weight"), in.at("gamma"), in.at("beta"),
+                         in.at("running_mean"), in.at("running_var"), in.scalar("eps"));
+  return {{"weight", f.weight}, {"bias", f.bias}};
+}
+
+// ---- Task 11: calibrate_activation_ranges -----------------------------------------------------
+
+// A random VGG, an awkward number of normal images and a batch size that does not divide it.
+TensorList gen_calibrate(Rng& rng) {
+  TensorList t;
+  effml::put_vgg(t, "model.", *effml::random_vgg(rng));
+  const int64_t n = effml::size_between(rng, 1, 23);
+  t.emplace_back("images", effml::normal({n, 1, 28, 28}, 1.0f, rng));
+  t.emplace_back("batch_size", int_scalar(static_cast<int32_t>(effml::size_between(rng, 1, 9))));
+  return t;
+}
+
+// The ranges as float32 (B + 1, 2): rows of {min, max}.
+TensorList run_calibrate(const RunnerInputs& in) {
+  auto model = effml::get_vgg(in, "model.");
+  const std::vector<lab2::ActivationRange> ranges =
+      lab2::calibrate_activation_ranges(*model, in.at("images"), int_arg(in, "batch_size"));
+  Tensor out({static_cast<int64_t>(ranges.size()), 2});
+  for (std::size_t i = 0; i < ranges.size(); ++i) {
+    out[static_cast<int64_t>(2 * i)] = ranges[i].min;
+    out[static_cast<int64_t>(2 * i + 1)] = ranges[i].max;
+  }
+  return {{"ranges", out}};
+}
+
+// ---- Task 12: input_quant_params and quantize_vgg ---------------------------------------------
+
+// Normalisations of other datasets: means over [0, 1], standard deviations 0.1 to 0.5, and the
+// two this project uses.
+TensorList gen_input_quant_params(Rng& rng) {
+  std::vector<float> mean = {effml::kFashionMnistMean, effml::kMnistMean, 0.0f, 1.0f};
+  std::vector<float> std = {effml::kFashionMnistStd, effml::kMnistStd, 0.25f, 0.5f};
+  for (int i = 0; i < 12; ++i) {
+    mean.push_back(rng.uniform(0.0f, 1.0f));
+    std.push_back(rng.uniform(0.1f, 0.5f));
+  }
+  const auto n = static_cast<int64_t>(mean.size());
+  return {{"mean", Tensor({n}, mean)}, {"std", Tensor({n}, std)}};
+}
+
+TensorList run_input_quant_params(const RunnerInputs& in) {
+  const Tensor& mean = in.at("mean");
+  const Tensor& std = in.at("std");
+  EFFML_CHECK(mean.shape() == std.shape() && mean.dim() == 1,
+              in.path() << ": 'mean' " << mean.shape_str() << " and 'std' " << std.shape_str()
+                        << " must be vectors of one length");
+  Tensor scales(mean.shape());
+  Tensor zero_points = Tensor::zeros(mean.shape(), DType::Int32);
+  for (int64_t i = 0; i < mean.numel(); ++i) {
+    const lab2::QuantParams p = lab2::input_quant_params(mean[i], std[i]);
+    scales[i] = p.scale;
+    zero_points.data_i32()[i] = p.zero_point;
+  }
+  return {{"scales", scales}, {"zero_points", zero_points}};
+}
+
+// A random VGG and ranges like a calibration's: ReLU outputs from 0 to 0.5-8, logits across 0.
+TensorList gen_quantize_vgg(Rng& rng) {
+  TensorList t;
+  auto model = effml::random_vgg(rng);
+  effml::put_vgg(t, "model.", *model);
+  const int64_t blocks = static_cast<int64_t>(model->named_parameters().size() - 2) / 3;
+  Tensor ranges({blocks + 1, 2});
+  for (int64_t b = 0; b < blocks; ++b) {
+    ranges[2 * b] = 0.0f;
+    ranges[2 * b + 1] = rng.uniform(0.5f, 8.0f);
+  }
+  ranges[2 * blocks] = -rng.uniform(2.0f, 20.0f);
+  ranges[2 * blocks + 1] = rng.uniform(2.0f, 20.0f);
+  t.emplace_back("ranges", ranges);
+  return t;
+}
+
+TensorList run_quantize_vgg(const RunnerInputs& in) {
+  auto model = effml::get_vgg(in, "model.");
+  const Tensor& r = in.at("ranges");
+  EFFML_CHECK(r.dim() == 2 && r.size(1) == 2,
+              in.path() << ": 'ranges' must be (B + 1, 2), got " << r.shape_str());
+  std::vector<lab2::ActivationRange> ranges;
+  for (int64_t i = 0; i < r.size(0); ++i) ranges.push_back({r[2 * i], r[2 * i + 1]});
+  return effml::quantized_vgg_tensors(lab2::quantize_vgg(*model, ranges));
+}
+// ---- Tasks 13 and 14: fake quantization --------------------------------------------------------
+
+// Task 1's inputs (tails clamped, any zero point), with a gradient for (b).
+TensorList gen_fake_quantize(Rng& rng) {
+  TensorList t = gen_linear_quantize(rng);
+  t.emplace_back("grad", effml::normal(t.front().second.shape(), 1.0f, rng));
+  return t;
+}
+
+TensorList run_fake_quantize(const RunnerInputs& in) {
+  const int bits = int_arg(in, "bits");
+  const int32_t zero_point = int_arg(in, "zero_point");
+  const float scale = in.scalar("scale");
+  return {{"fake", lab2::fake_quantize(in.at("r"), bits, scale, zero_point)},
+          {"grad_r", lab2::fake_quantize_grad(in.at("grad"), in.at("r"), bits, scale, zero_point)}};
+}
+
+TensorList run_fake_quantize_weight(const RunnerInputs& in) {
+  return {{"fake", lab2::fake_quantize_weight_per_channel(in.at("w"), int_arg(in, "bits"))}};
+}
+
+// ---- Tasks 15 and 16: relative indices and Huffman code lengths --------------------------------
+
+// Labels of a pruned weight of awkward shape: a density from 0 (nothing kept) to 1, runs of
+// zeros longer than the largest gap (fillers, several in a row), codebooks of 1 to 40 centroids.
+TensorList gen_relative_indices(Rng& rng) {
+  const int32_t k = int_between(rng, 1, 40);
+  const int gap_bits = int_between(rng, 1, 8);
+  const Shape shape = random_shape(rng);
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  const float densities[] = {0.0f, 0.01f, 0.1f, 0.5f, 1.0f};
+  const float density = densities[rng.randint(5)];
+  std::vector<int32_t> labels(static_cast<std::size_t>(n), -1);
+  for (auto& l : labels) {
+    if (rng.uniform() < density) l = int_between(rng, 0, k - 1);
+  }
+  if (n > 1 && rng.randint(2) == 0) labels.back() = 0;  // a kept value after the longest run
+  TensorList t;
+  t.emplace_back("labels", Tensor::from_i32(shape, labels));
+  t.emplace_back("k", int_scalar(k));
+  t.emplace_back("gap_bits", int_scalar(gap_bits));
+  return t;
+}
+
+TensorList run_relative_indices(const RunnerInputs& in) {
+  const lab2::RelativeIndices r =
+      lab2::relative_indices(in.at("labels"), int_arg(in, "k"), int_arg(in, "gap_bits"));
+  return {{"gaps", r.gaps}, {"symbols", r.symbols}};
+}
+
+// Several alphabets per case: random counts with zeros and ties, one symbol, none, all equal,
+// and Fibonacci-like counts that make a deep tree. Stored as int32 (every count fits).
+constexpr int kHuffmanCases = 6;
+
+TensorList gen_huffman_code_lengths(Rng& rng) {
+  TensorList t;
+  for (int c = 0; c < kHuffmanCases; ++c) {
+    const int64_t n = effml::size_between(rng, 1, 300);
+    std::vector<int32_t> counts(static_cast<std::size_t>(n), 0);
+    switch (c) {
+      case 0:  // random, many zeros and ties
+        for (auto& v : counts) v = rng.randint(3) == 0 ? 0 : int_between(rng, 1, 20);
+        break;
+      case 1:  // one symbol used
+        counts[rng.randint(static_cast<uint64_t>(n))] = int_between(rng, 1, 1000);
+        break;
+      case 2:  // none used
+        break;
+      case 3:  // all equal
+        for (auto& v : counts) v = 7;
+        break;
+      case 4: {  // Fibonacci-like: each count about the sum of the two smaller ones
+        int32_t a = 1, b = 1;
+        for (std::size_t i = 0; i < counts.size() && i < 22; ++i) {
+          counts[i] = a;
+          const int32_t next = a + b;
+          a = b;
+          b = next;
+        }
+        break;
+      }
+      default:  // a skewed stream: geometric counts, as gaps are
+        for (std::size_t i = 0; i < counts.size(); ++i) {
+          counts[i] = static_cast<int32_t>(100000.0 * std::pow(0.7, static_cast<double>(i)));
+        }
+    }
+    t.emplace_back("counts" + std::to_string(c), Tensor::from_i32({n}, counts));
+  }
+  return t;
+}
+
+TensorList run_huffman_code_lengths(const RunnerInputs& in) {
+  TensorList out;
+  for (int c = 0; c < kHuffmanCases; ++c) {
+    const std::string name = "counts" + std::to_string(c);
+    std::vector<int64_t> counts;
+    for (int32_t v : in.ints(name)) counts.push_back(v);
+    const std::vector<uint8_t> lengths = lab2::huffman_code_lengths(counts);
+    std::vector<int32_t> as_int(lengths.begin(), lengths.end());
+    out.emplace_back("lengths" + std::to_string(c),
+                     Tensor::from_i32({static_cast<int64_t>(as_int.size())}, as_int));
+  }
+  return out;
+}
+
 // ---- model tasks: k-means quantization of the whole VGG, fine-tuned ---------------------------
 
 // The settings of the model tasks (the grader's thresholds were calibrated with these).
@@ -513,6 +732,310 @@ void run_kmeans_finetune_2bit(const std::string& in_path, const std::string& out
   run_kmeans_finetune("kmeans_finetune_2bit", 2, in_path, out_path);
 }
 
+// ---- model task: the whole VGG integer-only ----------------------------------------------------
+
+// Calibration images: training images, never the test set (the grader measures on that).
+constexpr int64_t kCalibrationStart = 50000, kCalibrationCount = 2000, kCalibrationBatch = 250;
+
+// Calibrates the dense VGG on training images (your Task 11), quantizes it (Task 12) and writes
+// the integer-only model; the grader runs it with its own integer kernels on the test set.
+void run_int8_vgg(const std::string& in_path, const std::string& out_path) {
+  EFFML_CHECK(in_path == "none", "int8_vgg takes no inputs: pass 'none', not '" << in_path << "'");
+  const auto start = std::chrono::steady_clock::now();
+  const KMeansSettings settings = kmeans_settings();
+  auto model = effml::load_model_checkpoint(settings.baseline);
+  const effml::Dataset train_set = effml::load_fashion_mnist("train");
+  const effml::Dataset calibration = train_set.subset(kCalibrationStart, kCalibrationCount);
+  const std::vector<lab2::ActivationRange> ranges =
+      lab2::calibrate_activation_ranges(*model, calibration.images, kCalibrationBatch);
+  std::printf("calibrated on training images %lld-%lld:", static_cast<long long>(kCalibrationStart),
+              static_cast<long long>(kCalibrationStart + kCalibrationCount - 1));
+  for (const auto& r : ranges) std::printf(" [%.3f, %.3f]", r.min, r.max);
+  std::printf("\n");
+  const effml::QuantizedVgg q = lab2::quantize_vgg(*model, ranges);
+  // The integer model reads raw pixels; the same calibration images, not normalised.
+  const effml::Dataset raw = effml::load_fashion_mnist("train", effml::default_fashion_mnist_dir(),
+                                                       false)
+                                 .subset(kCalibrationStart, kCalibrationCount);
+  std::printf("accuracy on those images: fp32 %.2f%%, integer-only %.2f%%; %.1f s\n",
+              100.0 * effml::evaluate(*model, calibration).accuracy,
+              100.0 * effml::quantized_accuracy(q, raw.images, raw.labels), seconds_since(start));
+  effml::save_quantized_vgg(out_path, q, {{"lab", "lab2_quantization"}, {"task", "int8_vgg"}});
+}
+
+// ---- model task: quantization-aware training at 4 bits -----------------------------------------
+
+// Fine-tuning with fake-quantized weights: SGD with momentum, cosine decay from a small rate.
+constexpr int kQatBits = 4;
+constexpr int kQatEpochs = 1;
+constexpr float kQatLr = 0.001f;
+
+// Quantization-aware training of every weight of two or more dimensions at 4 bits per output
+// channel (your Task 14), activations and batch norm in float. Each weight keeps a float copy w;
+// the model holds fake(w). After each optimizer step, the step it made on fake(w) is added to w
+// (the straight-through estimator) and the model gets fake(w) again. Writes the model with
+// fake-quantized weights: the grader checks their levels and compares its accuracy with the
+// post-training quantization of the dense model at the same bits.
+void run_qat_4bit(const std::string& in_path, const std::string& out_path) {
+  EFFML_CHECK(in_path == "none", "qat_4bit takes no inputs: pass 'none', not '" << in_path << "'");
+  const auto start = std::chrono::steady_clock::now();
+  const KMeansSettings settings = kmeans_settings();
+  auto model = effml::load_model_checkpoint(settings.baseline);
+  const effml::Dataset train_set = effml::load_fashion_mnist("train");
+  const effml::Dataset check_set = train_set.subset(kCheckStart, kCheckCount);
+  struct Shadow {
+    effml::Parameter* param;
+    Tensor real;  // w, trained
+    Tensor fake;  // fake(w), in the model
+  };
+  std::vector<Shadow> shadows;
+  for (const auto& p : model->named_parameters()) {
+    if (p.param->value.dim() < 2) continue;
+    Shadow s{p.param, p.param->value, lab2::fake_quantize_weight_per_channel(p.param->value, kQatBits)};
+    p.param->value.copy_(s.fake);
+    shadows.push_back(std::move(s));
+  }
+  std::printf("accuracy on training images %lld-%lld with weights fake-quantized to %d bits "
+              "(post-training): %.2f%%\n",
+              static_cast<long long>(kCheckStart),
+              static_cast<long long>(kCheckStart + kCheckCount - 1), kQatBits,
+              100.0 * effml::evaluate(*model, check_set).accuracy);
+  effml::TrainConfig config;
+  config.epochs = kQatEpochs;
+  config.optimizer = "sgd";
+  config.lr = static_cast<float>(std::stod(effml::env_or("EFFML_LAB2_QAT_LR", std::to_string(kQatLr))));
+  config.momentum = 0.9f;
+  config.weight_decay = 0.0f;
+  config.schedule = "cosine";
+  config.seed = settings.seed;
+  config.progress = false;
+  effml::TrainHooks hooks;
+  hooks.after_step = [&] {
+    for (Shadow& s : shadows) {
+      s.real.add_(s.param->value - s.fake);  // the optimizer's step, taken by w
+      s.fake = lab2::fake_quantize_weight_per_channel(s.real, kQatBits);
+      s.param->value.copy_(s.fake);
+    }
+  };
+  const auto history = effml::train(*model, train_set, nullptr, config, hooks);
+  std::printf("quantization-aware training, %d epoch(s) (SGD momentum 0.9, lr %.3g cosine, seed "
+              "%llu): training accuracy %.2f%%, on training images %lld-%lld %.2f%%; %.1f s\n",
+              kQatEpochs, config.lr, static_cast<unsigned long long>(settings.seed),
+              100.0 * history.back().train_accuracy, static_cast<long long>(kCheckStart),
+              static_cast<long long>(kCheckStart + kCheckCount - 1),
+              100.0 * effml::evaluate(*model, check_set).accuracy, seconds_since(start));
+  const auto meta = effml::read_metadata(settings.baseline);
+  effml::save_checkpoint(out_path, *model,
+                         {{"model", meta.at("model")},
+                          {"lab", "lab2_quantization"},
+                          {"task", "qat_4bit"},
+                          {"bits", std::to_string(kQatBits)},
+                          {"qat_epochs", std::to_string(kQatEpochs)},
+                          {"qat_seed", std::to_string(settings.seed)}});
+}
+
+// ---- model task: Deep Compression of LeNet-300-100 ---------------------------------------------
+
+// The pipeline's settings (Han et al. 2016 keep 8%, 9% and 26% of LeNet-300-100's three weights
+// on MNIST; Fashion-MNIST is harder: 10%, 10% and 30% keep the loss within half a point).
+struct DeepCompressionSettings {
+  std::vector<double> sparsity = {0.90, 0.90, 0.70};  // fc1, fc2, fc3: fraction pruned
+  int prune_epochs = 4;      // fine-tuning of the pruned model
+  float prune_lr = 0.01f;    // SGD momentum 0.9, cosine
+  int bits = 5;              // k-means codebook of 32 centroids per weight
+  int kmeans_epochs = 1;     // tied fine-tuning of the codebooks
+  float kmeans_lr = 1e-4f;   // plain SGD, constant
+  int gap_bits = 5;          // gaps in [0, 32)
+};
+
+// For experiments (the grader never sets them): EFFML_LAB2_DC_SPARSITY "0.90,0.90,0.70",
+// EFFML_LAB2_DC_EPOCHS (pruned fine-tuning), EFFML_LAB2_DC_BITS, EFFML_LAB2_DC_GAP_BITS,
+// EFFML_LAB2_BASELINE_LENET (another dense LeNet-300-100), EFFML_LAB2_SEED.
+DeepCompressionSettings deep_compression_settings() {
+  DeepCompressionSettings d;
+  const std::string sp = effml::env_or("EFFML_LAB2_DC_SPARSITY", "");
+  if (!sp.empty()) {
+    d.sparsity.clear();
+    std::size_t at = 0;
+    while (at <= sp.size()) {
+      const std::size_t comma = std::min(sp.find(',', at), sp.size());
+      d.sparsity.push_back(std::stod(sp.substr(at, comma - at)));
+      at = comma + 1;
+    }
+  }
+  d.prune_epochs = static_cast<int>(effml::env_uint("EFFML_LAB2_DC_EPOCHS", static_cast<uint64_t>(d.prune_epochs)));
+  d.bits = static_cast<int>(effml::env_uint("EFFML_LAB2_DC_BITS", static_cast<uint64_t>(d.bits)));
+  d.gap_bits = static_cast<int>(effml::env_uint("EFFML_LAB2_DC_GAP_BITS", static_cast<uint64_t>(d.gap_bits)));
+  return d;
+}
+
+// Magnitude pruning as in Lab 1: the round(n * sparsity) smallest |w| become 0 (ties at the
+// threshold pruned too). Returns the mask (1 kept, 0 pruned).
+Tensor magnitude_prune(Tensor& w, double sparsity) {
+  const int64_t n = w.numel();
+  const auto zeros = static_cast<int64_t>(std::llround(static_cast<double>(n) * sparsity));
+  Tensor mask = Tensor::ones(w.shape());
+  if (zeros <= 0) return mask;
+  std::vector<float> mags(static_cast<std::size_t>(n));
+  for (int64_t i = 0; i < n; ++i) mags[static_cast<std::size_t>(i)] = std::fabs(w[i]);
+  std::nth_element(mags.begin(), mags.begin() + (zeros - 1), mags.end());
+  const float threshold = mags[static_cast<std::size_t>(zeros - 1)];
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::fabs(w[i]) <= threshold) {
+      mask[i] = 0.0f;
+      w[i] = 0.0f;
+    }
+  }
+  return mask;
+}
+
+// One weight through the pipeline: its parameter, mask, and the codebook of its kept values.
+struct DcWeight {
+  std::string name;
+  effml::Parameter* param = nullptr;
+  Tensor mask;
+  std::vector<int64_t> kept;  // flat positions of the kept values, increasing
+  lab2::Codebook codebook;    // labels (kept.size()): one per kept value
+};
+
+// The kept values of w, in position order.
+Tensor gather(const Tensor& w, const std::vector<int64_t>& at) {
+  Tensor v({static_cast<int64_t>(at.size())});
+  for (std::size_t i = 0; i < at.size(); ++i) v[static_cast<int64_t>(i)] = w[at[i]];
+  return v;
+}
+
+void scatter_codebook(DcWeight& d) {
+  const Tensor values = lab2::dequantize(d.codebook);
+  Tensor& w = d.param->value;
+  w.zero_();
+  for (std::size_t i = 0; i < d.kept.size(); ++i) w[d.kept[i]] = values[static_cast<int64_t>(i)];
+}
+
+// Deep Compression's three stages on the dense LeNet-300-100: prune and fine-tune with the masks;
+// k-means of each weight's kept values (your Task 7) and tied fine-tuning of the codebooks
+// (Task 9); then relative indices (Task 15) and Huffman code lengths (Task 16) for the two
+// streams of each weight, written with effml::save_deep_compressed. The grader decodes the file,
+// measures its size and the decoded model's accuracy.
+void run_deep_compression(const std::string& in_path, const std::string& out_path) {
+  EFFML_CHECK(in_path == "none",
+              "deep_compression_lenet300 takes no inputs: pass 'none', not '" << in_path << "'");
+  const auto start = std::chrono::steady_clock::now();
+  const DeepCompressionSettings settings = deep_compression_settings();
+  const uint64_t seed = effml::env_uint("EFFML_LAB2_SEED", 0);
+  const std::string baseline = effml::env_or(
+      "EFFML_LAB2_BASELINE_LENET", effml::lab_file("lab2_quantization", "lenet300_dense.safetensors"));
+  auto model = effml::load_model_checkpoint(baseline);
+  const effml::Dataset train_set = effml::load_fashion_mnist("train");
+  const effml::Dataset check_set = train_set.subset(kCheckStart, kCheckCount);
+  auto report = [&](const char* stage) {
+    std::printf("%-34s accuracy on training images %lld-%lld %.2f%% (%.1f s)\n", stage,
+                static_cast<long long>(kCheckStart),
+                static_cast<long long>(kCheckStart + kCheckCount - 1),
+                100.0 * effml::evaluate(*model, check_set).accuracy, seconds_since(start));
+  };
+  report("dense:");
+
+  // 1. Pruning, fine-tuned with the masks re-applied after every step.
+  std::vector<DcWeight> weights;
+  for (const auto& p : model->named_parameters()) {
+    if (p.param->value.dim() < 2) continue;
+    EFFML_CHECK(weights.size() < settings.sparsity.size(),
+                "deep_compression_lenet300: no sparsity for " << p.name);
+    DcWeight d;
+    d.name = p.name;
+    d.param = p.param;
+    d.mask = magnitude_prune(p.param->value, settings.sparsity[weights.size()]);
+    weights.push_back(std::move(d));
+  }
+  report("pruned:");
+  effml::TrainConfig config;
+  config.epochs = settings.prune_epochs;
+  config.optimizer = "sgd";
+  config.lr = settings.prune_lr;
+  config.momentum = 0.9f;
+  config.weight_decay = 0.0f;
+  config.schedule = "cosine";
+  config.seed = seed;
+  config.progress = false;
+  effml::TrainHooks hooks;
+  hooks.after_step = [&] {
+    for (DcWeight& d : weights) d.param->value.mul_(d.mask);
+  };
+  if (settings.prune_epochs > 0) effml::train(*model, train_set, nullptr, config, hooks);
+  report("pruned, fine-tuned:");
+
+  // 2. k-means of the kept values, then tied fine-tuning of the codebooks.
+  for (DcWeight& d : weights) {
+    for (int64_t i = 0; i < d.mask.numel(); ++i) {
+      if (d.mask[i] != 0.0f) d.kept.push_back(i);
+    }
+    EFFML_CHECK(!d.kept.empty(), "deep_compression_lenet300: " << d.name << " kept no value");
+    d.codebook = lab2::k_means_quantize(gather(d.param->value, d.kept), settings.bits);
+    scatter_codebook(d);
+  }
+  report("k-means:");
+  config.epochs = settings.kmeans_epochs;
+  config.lr = settings.kmeans_lr;
+  config.momentum = 0.0f;
+  config.schedule = "constant";
+  hooks.after_step = [&] {
+    for (DcWeight& d : weights) {
+      lab2::codebook_gradient_step(d.codebook, gather(d.param->grad, d.kept), settings.kmeans_lr);
+      scatter_codebook(d);
+    }
+  };
+  effml::train(*model, train_set, nullptr, config, hooks);
+  report("k-means, fine-tuned:");
+
+  // 3. Entries and Huffman codes.
+  effml::DeepCompressedModel out;
+  for (DcWeight& d : weights) {
+    const int32_t k = static_cast<int32_t>(d.codebook.centroids.numel());
+    Tensor labels = Tensor::full(d.param->value.shape(), 0.0f).to(DType::Int32);
+    for (int64_t i = 0; i < labels.numel(); ++i) labels.data_i32()[i] = -1;
+    for (std::size_t i = 0; i < d.kept.size(); ++i) {
+      labels.data_i32()[d.kept[i]] = d.codebook.labels.data_i32()[i];
+    }
+    const lab2::RelativeIndices r = lab2::relative_indices(labels, k, settings.gap_bits);
+    effml::CompressedWeight c;
+    c.name = d.name;
+    c.shape = d.param->value.shape();
+    c.centroids = d.codebook.centroids.to_vector();
+    c.gap_bits = settings.gap_bits;
+    c.gaps.assign(r.gaps.data_i32(), r.gaps.data_i32() + r.gaps.numel());
+    c.symbols.assign(r.symbols.data_i32(), r.symbols.data_i32() + r.symbols.numel());
+    std::vector<int64_t> gap_counts(static_cast<std::size_t>(1) << settings.gap_bits, 0);
+    std::vector<int64_t> symbol_counts(static_cast<std::size_t>(k) + 1, 0);
+    for (int32_t g : c.gaps) gap_counts.at(static_cast<std::size_t>(g)) += 1;
+    for (int32_t v : c.symbols) symbol_counts.at(static_cast<std::size_t>(v)) += 1;
+    c.gap_lengths = lab2::huffman_code_lengths(gap_counts);
+    c.symbol_lengths = lab2::huffman_code_lengths(symbol_counts);
+    std::printf("  %-11s kept %6zu of %6lld (%.1f%%), %lld entries, %d centroids\n",
+                d.name.c_str(), d.kept.size(), static_cast<long long>(d.mask.numel()),
+                100.0 * static_cast<double>(d.kept.size()) / static_cast<double>(d.mask.numel()),
+                static_cast<long long>(c.gaps.size()), k);
+    out.weights.push_back(std::move(c));
+  }
+  for (const auto& p : model->named_parameters()) {
+    if (p.param->value.dim() < 2) out.raw.emplace_back(p.name, p.param->value);
+  }
+  out.metadata = {{"model", "lenet300"}, {"lab", "lab2_quantization"},
+                  {"task", "deep_compression_lenet300"}};
+  effml::save_deep_compressed(out_path, out);
+  const effml::DeepCompressedSize size = effml::deep_compressed_size(out_path);
+  const double dense = 4.0 * static_cast<double>(effml::count_parameters(*model));
+  std::printf("file %llu bytes (%.1fx smaller than %.0f dense): gap streams %llu, symbol streams "
+              "%llu, codebooks %llu, code tables %llu, biases %llu, header %llu; %.1f s\n",
+              static_cast<unsigned long long>(size.total), dense / static_cast<double>(size.total),
+              dense, static_cast<unsigned long long>(size.gap_stream),
+              static_cast<unsigned long long>(size.symbol_stream),
+              static_cast<unsigned long long>(size.codebooks),
+              static_cast<unsigned long long>(size.code_tables),
+              static_cast<unsigned long long>(size.raw),
+              static_cast<unsigned long long>(size.header), seconds_since(start));
+}
+
 const std::map<std::string, effml::RunnerTask>& tasks() {
   static const std::map<std::string, effml::RunnerTask> table = {
       {"linear_quantize", {gen_linear_quantize, run_linear_quantize, nullptr, nullptr}},
@@ -530,6 +1053,18 @@ const std::map<std::string, effml::RunnerTask>& tasks() {
       {"update_codebook", {gen_update_codebook, run_update_codebook, nullptr, nullptr}},
       {"codebook_gradient_step",
        {gen_codebook_gradient_step, run_codebook_gradient_step, nullptr, nullptr}},
+      {"fold_conv_bn", {gen_fold_conv_bn, run_fold_conv_bn, nullptr, nullptr}},
+      {"calibrate_activation_ranges", {gen_calibrate, run_calibrate, nullptr, nullptr}},
+      {"input_quant_params", {gen_input_quant_params, run_input_quant_params, nullptr, nullptr}},
+      {"quantize_vgg", {gen_quantize_vgg, run_quantize_vgg, nullptr, nullptr}},
+      {"int8_vgg", {nullptr, nullptr, run_int8_vgg, nullptr}},
+      {"fake_quantize", {gen_fake_quantize, run_fake_quantize, nullptr, nullptr}},
+      {"fake_quantize_weight", {gen_weight_per_channel, run_fake_quantize_weight, nullptr, nullptr}},
+      {"qat_4bit", {nullptr, nullptr, run_qat_4bit, nullptr}},
+      {"relative_indices", {gen_relative_indices, run_relative_indices, nullptr, nullptr}},
+      {"huffman_code_lengths",
+       {gen_huffman_code_lengths, run_huffman_code_lengths, nullptr, nullptr}},
+      {"deep_compression_lenet300", {nullptr, nullptr, run_deep_compression, nullptr}},
       {"kmeans_finetune_4bit", {nullptr, nullptr, run_kmeans_finetune_4bit, nullptr}},
       {"kmeans_finetune_2bit", {nullptr, nullptr, run_kmeans_finetune_2bit, nullptr}},
   };

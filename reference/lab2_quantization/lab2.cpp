@@ -15,7 +15,11 @@
 #include <string>
 #include <vector>
 
+#include "effml/data.h"
 #include "effml/error.h"
+#include "effml/huffman.h"
+#include "effml/layers.h"
+#include "effml/models.h"
 
 namespace lab2 {
 
@@ -410,6 +414,289 @@ void codebook_gradient_step(Codebook& codebook, const Tensor& grad, float lr) {
                          static_cast<double>(lr) * sums[static_cast<std::size_t>(j)];
     codebook.centroids[j] = static_cast<float>(moved);
   }
+  // END SOLUTION
+}
+
+// ---- Part 2 ------------------------------------------------------------------------------------
+
+/// w'_c = w_c * s_c and b'_c = beta_c - mean_c * s_c with s_c = gamma_c / sqrt(var_c + eps).
+FoldedConv fold_conv_bn(const Tensor& conv_weight, const Tensor& gamma, const Tensor& beta,
+                        const Tensor& running_mean, const Tensor& running_var, float eps) {
+  // BEGIN SOLUTION
+  check_finite(conv_weight, "conv_weight", "fold_conv_bn");
+  EFFML_CHECK(conv_weight.dim() == 4, "fold_conv_bn: expected conv_weight (Cout, Cin, K, K), got "
+                                          << conv_weight.shape_str());
+  const int64_t out = conv_weight.size(0);
+  const Tensor* vectors[] = {&gamma, &beta, &running_mean, &running_var};
+  const char* names[] = {"gamma", "beta", "running_mean", "running_var"};
+  for (int i = 0; i < 4; ++i) {
+    check_finite(*vectors[i], names[i], "fold_conv_bn");
+    effml::check_shape(*vectors[i], {out}, std::string("fold_conv_bn: ") + names[i]);
+  }
+  EFFML_CHECK(eps > 0.0f && std::isfinite(eps), "fold_conv_bn: eps must be > 0, got " << eps);
+  FoldedConv folded{Tensor(conv_weight.shape()), Tensor({out})};
+  const int64_t per_channel = conv_weight.numel() / std::max<int64_t>(out, 1);
+  for (int64_t c = 0; c < out; ++c) {
+    EFFML_CHECK(running_var[c] >= 0.0f,
+                "fold_conv_bn: running_var[" << c << "] = " << running_var[c] << " is negative");
+    const float s = gamma[c] / std::sqrt(running_var[c] + eps);
+    for (int64_t i = c * per_channel; i < (c + 1) * per_channel; ++i) {
+      folded.weight[i] = conv_weight[i] * s;
+    }
+    folded.bias[c] = beta[c] - running_mean[c] * s;
+  }
+  return folded;
+  // END SOLUTION
+}
+
+/// The range of each conv block's ReLU output, then the logits', over all images (eval mode).
+std::vector<ActivationRange> calibrate_activation_ranges(effml::Sequential& vgg,
+                                                         const Tensor& images,
+                                                         int64_t batch_size) {
+  // BEGIN SOLUTION
+  EFFML_CHECK(images.dim() == 4 && images.size(0) >= 1 && images.size(1) == 1 &&
+                  images.size(2) == 28 && images.size(3) == 28,
+              "calibrate_activation_ranges: expected images (N, 1, 28, 28) with N >= 1, got "
+                  << images.shape_str());
+  check_finite(images, "images", "calibrate_activation_ranges");
+  EFFML_CHECK(batch_size >= 1,
+              "calibrate_activation_ranges: batch_size must be >= 1, got " << batch_size);
+  effml::vgg_config(vgg);  // throws naming the layer unless it is a VGG
+  vgg.eval();
+  auto& features = dynamic_cast<effml::Sequential&>(vgg[0]);
+  std::vector<ActivationRange> ranges;
+  auto widen = [&](std::size_t at, const Tensor& t) {
+    if (at == ranges.size()) ranges.push_back({t.min(), t.max()});
+    ranges[at].min = std::min(ranges[at].min, t.min());
+    ranges[at].max = std::max(ranges[at].max, t.max());
+  };
+  const int64_t n = images.size(0);
+  for (int64_t start = 0; start < n; start += batch_size) {
+    Tensor x = images.narrow(start, std::min(batch_size, n - start));
+    std::size_t block = 0;
+    for (std::size_t i = 0; i < features.size(); ++i) {
+      x = features[i].forward(x);
+      if (dynamic_cast<effml::ReLU*>(&features[i]) != nullptr) widen(block++, x);
+    }
+    x = vgg[2].forward(vgg[1].forward(x));
+    widen(block, x);
+  }
+  return ranges;
+  // END SOLUTION
+}
+
+/// S = 1 / (255 std), Z = round(255 mean - 128), in double.
+QuantParams input_quant_params(float mean, float std) {
+  // BEGIN SOLUTION
+  EFFML_CHECK(mean >= 0.0f && mean <= 1.0f, "input_quant_params: mean must be in [0, 1], got "
+                                                << mean);
+  EFFML_CHECK(std > 0.0f && std::isfinite(std),
+              "input_quant_params: std must be > 0 and finite, got " << std);
+  const double z = std::nearbyint(255.0 * static_cast<double>(mean) - 128.0);
+  EFFML_CHECK(z >= -128.0 && z <= 127.0,
+              "input_quant_params: zero point " << z << " is outside [-128, 127]");
+  QuantParams p;
+  p.scale = static_cast<float>(1.0 / (255.0 * static_cast<double>(std)));
+  p.zero_point = static_cast<int32_t>(z);
+  return p;
+  // END SOLUTION
+}
+
+/// Folds, quantizes and wires each layer as lab2.h's steps 1 to 6 say.
+effml::QuantizedVgg quantize_vgg(effml::Sequential& vgg, const std::vector<ActivationRange>& ranges) {
+  // BEGIN SOLUTION
+  effml::QuantizedVgg q;
+  q.cfg = effml::vgg_config(vgg);
+  auto& features = dynamic_cast<effml::Sequential&>(vgg[0]);
+  const int64_t blocks = std::count_if(q.cfg.begin(), q.cfg.end(), [](int64_t c) { return c > 0; });
+  EFFML_CHECK(static_cast<int64_t>(ranges.size()) == blocks + 1,
+              "quantize_vgg: expected " << blocks + 1 << " ranges (one per conv block and the "
+                                        << "logits'), got " << ranges.size());
+  QuantParams in = input_quant_params(effml::kFashionMnistMean, effml::kFashionMnistStd);
+  // Quantizes one layer whose float weight and bias are given, reading `in` and writing the
+  // output's parameters back into it.
+  auto make_layer = [&](const std::string& name, const Tensor& weight, const Tensor& bias,
+                        const ActivationRange& range) {
+    effml::QuantizedLayer l;
+    l.name = name;
+    const PerChannelQuantized w = linear_quantize_weight_per_channel(weight, 8);
+    const Tensor span({2}, std::vector<float>{std::min(range.min, 0.0f), std::max(range.max, 0.0f)});
+    const QuantParams out = get_quantization_scale_and_zero_point(span, 8);
+    const int64_t channels = weight.size(0);
+    l.weight = w.q;
+    l.weight_scale = w.scales;
+    l.bias = quantize_bias(bias, w.scales, in.scale);
+    l.multiplier = Tensor::zeros({channels}, effml::DType::Int32);
+    l.shift = Tensor::zeros({channels}, effml::DType::Int32);
+    for (int64_t o = 0; o < channels; ++o) {
+      const double m = static_cast<double>(in.scale) * static_cast<double>(w.scales[o]) /
+                       static_cast<double>(out.scale);
+      EFFML_CHECK(m < 1.0, "quantize_vgg: " << name << " output channel " << o
+                                            << ": multiplier S_x S_w / S_y = " << m
+                                            << " is not below 1");
+      const QuantizedMultiplier qm = quantize_multiplier(m);
+      l.multiplier.data_i32()[o] = qm.multiplier;
+      l.shift.data_i32()[o] = qm.shift;
+    }
+    l.input_zero_point = in.zero_point;
+    l.input_scale = in.scale;
+    l.output_zero_point = out.zero_point;
+    l.output_scale = out.scale;
+    in = out;
+    return l;
+  };
+  std::size_t block = 0;
+  for (std::size_t i = 0; i < features.size(); ++i) {
+    auto* conv = dynamic_cast<effml::Conv2d*>(&features[i]);
+    if (conv == nullptr) continue;
+    auto& bn = dynamic_cast<effml::BatchNorm2d&>(features[i + 1]);
+    const FoldedConv f = fold_conv_bn(conv->weight.value, bn.weight.value, bn.bias.value,
+                                      bn.running_mean, bn.running_var, bn.eps());
+    q.convs.push_back(make_layer("features." + std::to_string(i), f.weight, f.bias, ranges[block]));
+    ++block;
+  }
+  auto& classifier = dynamic_cast<effml::Linear&>(vgg[2]);
+  q.classifier = make_layer("classifier", classifier.weight.value, classifier.bias.value,
+                            ranges.back());
+  q.validate();
+  return q;
+  // END SOLUTION
+}
+
+// ---- Part 3 ------------------------------------------------------------------------------------
+
+/// S (linear_quantize(r) - Z), in float32.
+Tensor fake_quantize(const Tensor& r, int bits, float scale, int32_t zero_point) {
+  // BEGIN SOLUTION
+  const Tensor q = linear_quantize(r, bits, scale, zero_point);
+  Tensor out(r.shape());
+  for (int64_t i = 0; i < r.numel(); ++i) {
+    out[i] = static_cast<float>(static_cast<int32_t>(q.data_i8()[i]) - zero_point) * scale;
+  }
+  return out;
+  // END SOLUTION
+}
+
+/// grad where qmin <= round(r / S) + Z <= qmax, else 0.
+Tensor fake_quantize_grad(const Tensor& grad, const Tensor& r, int bits, float scale,
+                          int32_t zero_point) {
+  // BEGIN SOLUTION
+  check_bits(bits, 1, "fake_quantize_grad");
+  check_finite(r, "r", "fake_quantize_grad");
+  check_finite(grad, "grad", "fake_quantize_grad");
+  EFFML_CHECK(grad.shape() == r.shape(), "fake_quantize_grad: expected grad of r's shape "
+                                             << r.shape_str() << ", got " << grad.shape_str());
+  EFFML_CHECK(scale > 0.0f && std::isfinite(scale),
+              "fake_quantize_grad: scale must be > 0 and finite, got " << scale);
+  const double qmin = qmin_of(bits), qmax = qmax_of(bits);
+  Tensor out(r.shape());
+  for (int64_t i = 0; i < r.numel(); ++i) {
+    const double level = static_cast<double>(std::nearbyint(r[i] / scale)) + zero_point;
+    out[i] = level >= qmin && level <= qmax ? grad[i] : 0.0f;
+  }
+  return out;
+  // END SOLUTION
+}
+
+/// Task 3, then each channel dequantized with its scale.
+Tensor fake_quantize_weight_per_channel(const Tensor& w, int bits) {
+  // BEGIN SOLUTION
+  const PerChannelQuantized q = linear_quantize_weight_per_channel(w, bits);
+  const int64_t out = w.size(0), per = w.numel() / std::max<int64_t>(out, 1);
+  Tensor fake(w.shape());
+  for (int64_t c = 0; c < out; ++c) {
+    for (int64_t i = c * per; i < (c + 1) * per; ++i) {
+      fake[i] = static_cast<float>(q.q.data_i8()[i]) * q.scales[c];
+    }
+  }
+  return fake;
+  // END SOLUTION
+}
+
+// ---- Part 4 ------------------------------------------------------------------------------------
+
+/// Fillers (G - 1, k) while a gap does not fit, then (gap, label), for each kept position.
+RelativeIndices relative_indices(const Tensor& labels, int32_t k, int gap_bits) {
+  // BEGIN SOLUTION
+  effml::check_dtype(labels, effml::DType::Int32, "relative_indices: labels");
+  EFFML_CHECK(k >= 1, "relative_indices: k must be >= 1, got " << k);
+  EFFML_CHECK(gap_bits >= 1 && gap_bits <= 8,
+              "relative_indices: gap_bits must be in [1, 8], got " << gap_bits);
+  const int64_t max_gap = (int64_t{1} << gap_bits) - 1;
+  std::vector<int32_t> gaps, symbols;
+  int64_t last = -1;
+  const int32_t* l = labels.data_i32();
+  for (int64_t p = 0; p < labels.numel(); ++p) {
+    EFFML_CHECK(l[p] >= -1 && l[p] < k, "relative_indices: label " << l[p] << " at index " << p
+                                                                   << " is outside [-1, " << k
+                                                                   << ")");
+    if (l[p] < 0) continue;
+    while (p - last - 1 > max_gap) {
+      gaps.push_back(static_cast<int32_t>(max_gap));
+      symbols.push_back(k);
+      last += max_gap + 1;
+    }
+    gaps.push_back(static_cast<int32_t>(p - last - 1));
+    symbols.push_back(l[p]);
+    last = p;
+  }
+  const auto n = static_cast<int64_t>(gaps.size());
+  return {Tensor::from_i32({n}, gaps), Tensor::from_i32({n}, symbols)};
+  // END SOLUTION
+}
+
+/// Two-queue Huffman: leaves by (count, index); the smaller front each time, leaves on ties.
+std::vector<uint8_t> huffman_code_lengths(const std::vector<int64_t>& counts) {
+  // BEGIN SOLUTION
+  EFFML_CHECK(counts.size() <= 65536,
+              "huffman_code_lengths: at most 65,536 symbols, got " << counts.size());
+  int64_t total = 0;
+  std::vector<int64_t> leaves;  // symbol indices of count > 0
+  for (std::size_t s = 0; s < counts.size(); ++s) {
+    EFFML_CHECK(counts[s] >= 0,
+                "huffman_code_lengths: count of symbol " << s << " is negative: " << counts[s]);
+    total += counts[s];
+    EFFML_CHECK(total <= (int64_t{1} << 40),
+                "huffman_code_lengths: counts sum to more than 2^40");
+    if (counts[s] > 0) leaves.push_back(static_cast<int64_t>(s));
+  }
+  std::vector<uint8_t> lengths(counts.size(), 0);
+  if (leaves.empty()) return lengths;
+  if (leaves.size() == 1) {
+    lengths[static_cast<std::size_t>(leaves[0])] = 1;
+    return lengths;
+  }
+  std::stable_sort(leaves.begin(), leaves.end(), [&](int64_t a, int64_t b) {
+    return counts[static_cast<std::size_t>(a)] < counts[static_cast<std::size_t>(b)];
+  });
+  // Nodes: leaves are 0 .. L-1 (in queue order), internal nodes L, L+1, ... in creation order.
+  const std::size_t n_leaves = leaves.size();
+  std::vector<int64_t> weight(n_leaves), parent(2 * n_leaves - 1, -1);
+  for (std::size_t i = 0; i < n_leaves; ++i) weight[i] = counts[static_cast<std::size_t>(leaves[i])];
+  std::size_t next_leaf = 0, next_node = n_leaves;
+  auto take = [&]() {
+    const bool leaf = next_leaf < n_leaves &&
+                      (next_node >= weight.size() || weight[next_leaf] <= weight[next_node]);
+    return leaf ? next_leaf++ : next_node++;
+  };
+  while (weight.size() < 2 * n_leaves - 1) {
+    const std::size_t a = take(), b = take();
+    parent[a] = parent[b] = static_cast<int64_t>(weight.size());
+    weight.push_back(weight[a] + weight[b]);
+  }
+  // Depths from the root (the last node) down: a parent is always created after its children.
+  std::vector<int> depth(weight.size(), 0);
+  for (std::size_t i = weight.size() - 1; i-- > 0;) {
+    depth[i] = depth[static_cast<std::size_t>(parent[i])] + 1;
+  }
+  for (std::size_t i = 0; i < n_leaves; ++i) {
+    EFFML_CHECK(depth[i] <= effml::kMaxCodeLength,
+                "huffman_code_lengths: symbol " << leaves[i] << " needs a code of " << depth[i]
+                                                << " bits, more than "
+                                                << effml::kMaxCodeLength);
+    lengths[static_cast<std::size_t>(leaves[i])] = static_cast<uint8_t>(depth[i]);
+  }
+  return lengths;
   // END SOLUTION
 }
 

@@ -102,4 +102,15 @@ Tensor normal(const Shape& shape, float std, Rng& rng);
 /// A float32 scalar tensor (shape ()).
 Tensor scalar_tensor(float value);
 
+/// Writes a VGG of make_vgg(cfg) into a runner's tensor list: "<prefix>cfg" (int32, 0 for a
+/// pool), then every parameter and buffer under its name, e.g. "<prefix>features.0.weight".
+void put_vgg(TensorList& t, const std::string& prefix, Sequential& model);
+/// The VGG that put_vgg() wrote under `prefix`.
+/// \throws effml::Error naming the inputs file and the tensor that is missing or mis-shaped
+std::unique_ptr<Sequential> get_vgg(const RunnerInputs& in, const std::string& prefix);
+/// A random VGG of awkward widths for exact tasks: 2 to 4 conv blocks of 1 to 12 channels with
+/// 2x2 pools, weights of a trained model's scale, batch-norm statistics away from their
+/// initial values.
+std::unique_ptr<Sequential> random_vgg(Rng& rng);
+
 }  // namespace effml

@@ -389,7 +389,11 @@ TEST_CASE("hidden: the stub is the solution with the solution regions replaced",
       "Task 3: linear_quantize_weight_per_channel", "Task 4: quantize_bias",
       "Task 5: multiply_by_quantized_multiplier", "Task 5: quantized_linear",
       "Task 6: quantized_conv2d", "Task 7: k_means_quantize", "Task 8: update_codebook",
-      "Task 9: codebook_gradient_step"};
+      "Task 9: codebook_gradient_step", "Task 10: fold_conv_bn",
+      "Task 11: calibrate_activation_ranges", "Task 12: input_quant_params",
+      "Task 12: quantize_vgg", "Task 13: fake_quantize", "Task 13: fake_quantize_grad",
+      "Task 14: fake_quantize_weight_per_channel", "Task 15: relative_indices",
+      "Task 16: huffman_code_lengths"};
   REQUIRE(both.stub.regions.size() == tasks.size());
   for (std::size_t i = 0; i < tasks.size(); ++i) {
     INFO("region " << i);

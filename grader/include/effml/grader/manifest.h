@@ -32,7 +32,19 @@
 /// whose convs but the last keep max(1, round(C (1 - ratio))) channels), `min_speedup`
 /// (batch-1 latency of the baseline over the model's, same run, interleaved) and
 /// `max_distinct_values` (every weight of two or more dimensions holds at most that many
-/// distinct values: a k-means codebook of that size). It needs at least one check.
+/// distinct values: a k-means codebook of that size) and `ptq_bits` (quantization-aware training:
+/// at most 2^bits values per output channel of each such weight, and a test accuracy above that
+/// of the baseline quantized after training, per channel, at the same bits, which the grader
+/// measures itself). It needs at least one check.
+///
+/// A model task's `format` says what its runner writes: `"checkpoint"` (the default; the fp32
+/// model, all the checks above apply), `"quantized_vgg"` (an integer-only VGG in the format of
+/// effml/quantized.h, run by the grader's own int8 kernels on the test images; checks
+/// `max_accuracy_drop`, `max_accuracy_change`, against the fp32 baseline) or
+/// `"deep_compression"` (a file of effml/deep_compression.h: the grader decodes every weight,
+/// measures accuracy and the file's real size; checks `max_size_fraction` (file bytes over the
+/// baseline's dense 32-bit bytes), `max_accuracy_drop`, `max_accuracy_change`,
+/// `max_distinct_values`).
 ///
 /// The hidden manifest holds only `{"tasks": [...]}`; each of its tasks must say
 /// `"hidden": true` (and a public task must not), and its visibility defaults to
@@ -58,6 +70,13 @@ struct RunLimits {
   int64_t output_kb = 256;   ///< captured stdout+stderr kept for the report
   int64_t file_mb = 256;     ///< largest file the runner may write
   int64_t processes = 64;    ///< extra processes or threads the runner may start
+};
+
+/// What a model task's runner writes (see the `format` field above).
+enum class ModelFormat {
+  Checkpoint,       ///< "checkpoint": a safetensors checkpoint of the fp32 model
+  QuantizedVgg,     ///< "quantized_vgg": effml::save_quantized_vgg's file
+  DeepCompression,  ///< "deep_compression": effml::save_deep_compressed's file
 };
 
 /// What a task checks.
@@ -94,6 +113,7 @@ struct Task {
   std::string answers_file;  ///< plain file name in the lab / submission folder
   // model (also uses `model`): the checks to make; each optional one is on when set
   std::string baseline;  ///< plain file name of the dense checkpoint in the lab folder
+  ModelFormat format = ModelFormat::Checkpoint;  ///< what the runner writes
   std::optional<double> max_size_fraction;  ///< sparse size / baseline's dense size <= this
   std::optional<double> max_accuracy_drop;  ///< baseline accuracy - accuracy <= this
   std::optional<double> max_accuracy_change;  ///< |accuracy - baseline accuracy| <= this
@@ -101,6 +121,10 @@ struct Task {
   std::optional<double> channel_ratio;  ///< VGG widths and MACs as pruned at this ratio
   std::optional<double> min_speedup;    ///< baseline latency / latency >= this (batch 1)
   std::optional<int64_t> max_distinct_values;  ///< distinct values per 2+-dim weight <= this
+  /// Quantization-aware training at this many bits: every output channel of every 2+-dim weight
+  /// holds at most 2^bits values, and the accuracy beats the baseline's post-training
+  /// per-channel quantization at the same bits (effml::fake_quantize_per_channel).
+  std::optional<int> ptq_bits;
 };
 
 /// A parsed and checked manifest.

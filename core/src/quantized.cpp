@@ -1,0 +1,382 @@
+// The integer-only VGG (see quantized.h): validation, file format and int8 inference.
+#include "effml/quantized.h"
+
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <utility>
+
+#include "effml/error.h"
+#include "effml/safetensors.h"
+
+namespace effml {
+
+int32_t requantize(int32_t acc, int32_t multiplier, int32_t shift) {
+  // Saturating rounding doubling high multiply: (acc * M0 + 2^30) / 2^31, halves up. The only
+  // overflow case, acc = M0 = -2^31, cannot happen with M0 >= 0.
+  const int64_t p = static_cast<int64_t>(acc) * static_cast<int64_t>(multiplier);
+  const int64_t nudge = p >= 0 ? (int64_t{1} << 30) : (1 - (int64_t{1} << 30));
+  const int32_t high = static_cast<int32_t>((p + nudge) / (int64_t{1} << 31));
+  // Rounding right shift, halves away from zero.
+  const int32_t mask = static_cast<int32_t>((int64_t{1} << shift) - 1);
+  const int32_t remainder = high & mask;
+  const int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
+  return (high >> shift) + (remainder > threshold ? 1 : 0);
+}
+
+namespace {
+
+void check_layer(const QuantizedLayer& l, const Shape& weight_shape) {
+  const std::string& n = l.name;
+  EFFML_CHECK(l.weight.dtype() == DType::Int8 && l.weight.shape() == weight_shape,
+              n << ".weight: expected int8 " << shape_str(weight_shape) << ", got "
+                << dtype_name(l.weight.dtype()) << " " << l.weight.shape_str());
+  const int64_t out = weight_shape[0];
+  const Shape vec = {out};
+  auto check_i32 = [&](const Tensor& t, const char* what) {
+    EFFML_CHECK(t.dtype() == DType::Int32 && t.shape() == vec,
+                n << "." << what << ": expected int32 " << shape_str(vec) << ", got "
+                  << dtype_name(t.dtype()) << " " << t.shape_str());
+  };
+  check_i32(l.bias, "bias");
+  check_i32(l.multiplier, "multiplier");
+  check_i32(l.shift, "shift");
+  for (int64_t o = 0; o < out; ++o) {
+    const int32_t m = l.multiplier.data_i32()[o], s = l.shift.data_i32()[o];
+    EFFML_CHECK(m >= 0, n << ".multiplier[" << o << "] = " << m << " is negative");
+    EFFML_CHECK(s >= 0 && s <= 31, n << ".shift[" << o << "] = " << s << " is outside [0, 31]");
+  }
+  EFFML_CHECK(l.input_zero_point >= -128 && l.input_zero_point <= 127,
+              n << ".input_zero_point = " << l.input_zero_point << " is outside [-128, 127]");
+  EFFML_CHECK(l.output_zero_point >= -128 && l.output_zero_point <= 127,
+              n << ".output_zero_point = " << l.output_zero_point << " is outside [-128, 127]");
+  EFFML_CHECK(l.weight_scale.dtype() == DType::Float32 && l.weight_scale.shape() == vec,
+              n << ".weight_scale: expected float32 " << shape_str(vec) << ", got "
+                << dtype_name(l.weight_scale.dtype()) << " " << l.weight_scale.shape_str());
+}
+
+// One image's conv3x3 (stride 1, padding 1) with requantization. x: (C, H, W) int8, y: (O, H, W).
+// The patches are gathered once per image as int16 values x - Zx (padding: 0 = Zx - Zx), then
+// each output channel is an int32 dot product with its int8 weights, over contiguous positions so
+// that the compiler vectorises the inner loop.
+void conv3x3_image(const QuantizedLayer& l, const int8_t* x, int64_t c, int64_t h, int64_t w,
+                   int8_t* y, std::vector<int16_t>& cols, std::vector<int32_t>& acc) {
+  const int64_t out = l.weight.size(0), hw = h * w, k = c * 9;
+  cols.assign(static_cast<std::size_t>(k * hw), 0);
+  const int32_t zx = l.input_zero_point;
+  for (int64_t ci = 0; ci < c; ++ci) {
+    for (int64_t ki = 0; ki < 3; ++ki) {
+      for (int64_t kj = 0; kj < 3; ++kj) {
+        int16_t* row = cols.data() + ((ci * 3 + ki) * 3 + kj) * hw;
+        for (int64_t i = 0; i < h; ++i) {
+          const int64_t si = i + ki - 1;
+          if (si < 0 || si >= h) continue;
+          for (int64_t j = 0; j < w; ++j) {
+            const int64_t sj = j + kj - 1;
+            if (sj < 0 || sj >= w) continue;
+            row[i * w + j] = static_cast<int16_t>(x[(ci * h + si) * w + sj] - zx);
+          }
+        }
+      }
+    }
+  }
+  acc.resize(static_cast<std::size_t>(hw));
+  const int8_t* wq = l.weight.data_i8();
+  const int32_t* bias = l.bias.data_i32();
+  const int32_t* mult = l.multiplier.data_i32();
+  const int32_t* shift = l.shift.data_i32();
+  const int32_t zy = l.output_zero_point;
+  for (int64_t o = 0; o < out; ++o) {
+    std::fill(acc.begin(), acc.end(), bias[o]);
+    const int8_t* wo = wq + o * k;
+    for (int64_t kk = 0; kk < k; ++kk) {
+      const int32_t wv = wo[kk];
+      if (wv == 0) continue;
+      const int16_t* row = cols.data() + kk * hw;
+      for (int64_t p = 0; p < hw; ++p) acc[static_cast<std::size_t>(p)] += wv * row[p];
+    }
+    int8_t* yo = y + o * hw;
+    for (int64_t p = 0; p < hw; ++p) {
+      const int32_t v = requantize(acc[static_cast<std::size_t>(p)], mult[o], shift[o]) + zy;
+      yo[p] = static_cast<int8_t>(std::clamp(v, -128, 127));
+    }
+  }
+}
+
+void maxpool2_image(const int8_t* x, int64_t c, int64_t h, int64_t w, int8_t* y) {
+  const int64_t ho = h / 2, wo = w / 2;
+  for (int64_t ci = 0; ci < c; ++ci) {
+    for (int64_t i = 0; i < ho; ++i) {
+      for (int64_t j = 0; j < wo; ++j) {
+        const int8_t* p = x + (ci * h + 2 * i) * w + 2 * j;
+        y[(ci * ho + i) * wo + j] = std::max(std::max(p[0], p[1]), std::max(p[w], p[w + 1]));
+      }
+    }
+  }
+}
+
+void linear_image(const QuantizedLayer& l, const int8_t* x, int8_t* y) {
+  const int64_t out = l.weight.size(0), in = l.weight.size(1);
+  const int8_t* wq = l.weight.data_i8();
+  const int32_t zx = l.input_zero_point;
+  for (int64_t o = 0; o < out; ++o) {
+    int32_t a = l.bias.data_i32()[o];
+    const int8_t* wo = wq + o * in;
+    for (int64_t i = 0; i < in; ++i) a += (static_cast<int32_t>(x[i]) - zx) * wo[i];
+    const int32_t v = requantize(a, l.multiplier.data_i32()[o], l.shift.data_i32()[o]) +
+                      l.output_zero_point;
+    y[o] = static_cast<int8_t>(std::clamp(v, -128, 127));
+  }
+}
+
+}  // namespace
+
+void QuantizedVgg::validate() const {
+  EFFML_CHECK(!cfg.empty(), "quantized VGG: empty cfg");
+  int64_t channels = 1, size = 28, index = 0;
+  std::size_t conv = 0;
+  for (std::size_t i = 0; i < cfg.size(); ++i) {
+    const int64_t c = cfg[i];
+    EFFML_CHECK(c >= 0, "quantized VGG: cfg[" << i << "] = " << c << " is negative");
+    if (c == 0) {
+      EFFML_CHECK(size >= 2, "quantized VGG: pool at cfg[" << i << "] on a " << size << "x"
+                                                           << size << " map");
+      size /= 2;
+      index += 1;
+      continue;
+    }
+    EFFML_CHECK(conv < convs.size(), "quantized VGG: cfg has more conv blocks than the "
+                                         << convs.size() << " layers given");
+    const std::string want = "features." + std::to_string(index);
+    EFFML_CHECK(convs[conv].name == want, "quantized VGG: conv block " << conv << " is named '"
+                                              << convs[conv].name << "', expected '" << want
+                                              << "' (its index in the fp32 VGG's features)");
+    check_layer(convs[conv], {c, channels, 3, 3});
+    index += 3;
+    channels = c;
+    ++conv;
+  }
+  EFFML_CHECK(conv > 0, "quantized VGG: cfg has no conv block");
+  EFFML_CHECK(conv == convs.size(), "quantized VGG: cfg has " << conv << " conv blocks but "
+                                                              << convs.size() << " layers given");
+  EFFML_CHECK(classifier.name == "classifier",
+              "quantized VGG: the classifier is named '" << classifier.name << "', expected 'classifier'");
+  check_layer(classifier, {10, channels * size * size});
+}
+
+Tensor QuantizedVgg::forward(const Tensor& x_q) const {
+  EFFML_CHECK(x_q.dtype() == DType::Int8 && x_q.dim() == 4 && x_q.size(1) == 1 &&
+                  x_q.size(2) == 28 && x_q.size(3) == 28,
+              "quantized VGG: expected int8 images (N, 1, 28, 28), got "
+                  << dtype_name(x_q.dtype()) << " " << x_q.shape_str());
+  validate();  // a hand-built model is checked before any index is trusted
+  const int64_t n = x_q.size(0);
+  Tensor out({n, 10}, DType::Int8);
+  const int8_t* xin = x_q.data_i8();
+  int8_t* yout = out.data_i8();
+#pragma omp parallel
+  {
+    // Per thread: two ping-pong activation buffers and the conv's scratch.
+    std::vector<int8_t> a, b;
+    std::vector<int16_t> cols;
+    std::vector<int32_t> acc;
+#pragma omp for schedule(static)
+    for (int64_t img = 0; img < n; ++img) {
+      a.assign(xin + img * 784, xin + (img + 1) * 784);
+      int64_t c = 1, h = 28, w = 28;
+      std::size_t conv = 0;
+      for (int64_t v : cfg) {
+        if (v == 0) {
+          b.resize(static_cast<std::size_t>(c * (h / 2) * (w / 2)));
+          maxpool2_image(a.data(), c, h, w, b.data());
+          h /= 2;
+          w /= 2;
+        } else {
+          b.resize(static_cast<std::size_t>(v * h * w));
+          conv3x3_image(convs[conv++], a.data(), c, h, w, b.data(), cols, acc);
+          c = v;
+        }
+        std::swap(a, b);
+      }
+      linear_image(classifier, a.data(), yout + img * 10);
+    }
+  }
+  return out;
+}
+
+int64_t QuantizedVgg::parameter_bytes() const {
+  int64_t bytes = 0;
+  auto add = [&](const QuantizedLayer& l) {
+    bytes += l.weight.numel() + 4 * (l.bias.numel() + l.multiplier.numel() + l.shift.numel()) +
+             8;
+  };
+  for (const QuantizedLayer& l : convs) add(l);
+  add(classifier);
+  return bytes;
+}
+
+Tensor pixels_to_int8(const Tensor& images01) {
+  EFFML_CHECK(images01.dtype() == DType::Float32 && images01.dim() == 4 &&
+                  images01.size(1) == 1 && images01.size(2) == 28 && images01.size(3) == 28,
+              "pixels_to_int8: expected float32 images (N, 1, 28, 28) in [0, 1], got "
+                  << dtype_name(images01.dtype()) << " " << images01.shape_str());
+  Tensor q(images01.shape(), DType::Int8);
+  const float* v = images01.data();
+  int8_t* out = q.data_i8();
+  for (int64_t i = 0; i < images01.numel(); ++i) {
+    EFFML_CHECK(v[i] >= 0.0f && v[i] <= 1.0f,
+                "pixels_to_int8: value " << std::setprecision(9) << v[i] << " at index " << i
+                                         << " is outside [0, 1] (pass images that are not "
+                                            "normalised: load_fashion_mnist(split, dir, false))");
+    const long p = std::lround(static_cast<double>(v[i]) * 255.0);
+    out[i] = static_cast<int8_t>(p - 128);
+  }
+  return q;
+}
+
+namespace {
+
+Tensor scalar_i32(int32_t v) { return Tensor::from_i32({}, {v}); }
+Tensor scalar_f32(float v) { return Tensor({}, std::vector<float>{v}); }
+
+}  // namespace
+
+std::vector<std::pair<std::string, Tensor>> quantized_vgg_tensors(const QuantizedVgg& model) {
+  std::vector<int32_t> cfg32(model.cfg.begin(), model.cfg.end());
+  std::vector<std::pair<std::string, Tensor>> out;
+  out.emplace_back("cfg", Tensor::from_i32({static_cast<int64_t>(cfg32.size())}, cfg32));
+  auto add_layer = [&](const QuantizedLayer& l) {
+    out.emplace_back(l.name + ".weight", l.weight);
+    out.emplace_back(l.name + ".bias", l.bias);
+    out.emplace_back(l.name + ".multiplier", l.multiplier);
+    out.emplace_back(l.name + ".shift", l.shift);
+    out.emplace_back(l.name + ".input_zero_point", scalar_i32(l.input_zero_point));
+    out.emplace_back(l.name + ".output_zero_point", scalar_i32(l.output_zero_point));
+    out.emplace_back(l.name + ".weight_scale", l.weight_scale);
+    out.emplace_back(l.name + ".input_scale", scalar_f32(l.input_scale));
+    out.emplace_back(l.name + ".output_scale", scalar_f32(l.output_scale));
+  };
+  for (const QuantizedLayer& l : model.convs) add_layer(l);
+  add_layer(model.classifier);
+  return out;
+}
+
+void save_quantized_vgg(const std::string& path, const QuantizedVgg& model,
+                        const std::map<std::string, std::string>& metadata) {
+  model.validate();
+  const std::vector<std::pair<std::string, Tensor>> tensors = quantized_vgg_tensors(model);
+  std::vector<std::pair<std::string, const Tensor*>> refs;
+  for (const auto& [name, t] : tensors) refs.emplace_back(name, &t);
+  std::map<std::string, std::string> meta = metadata;
+  meta["format"] = "effml-quantized-vgg";
+  save_safetensors(path, refs, meta);
+}
+
+QuantizedVgg load_quantized_vgg(const std::string& path) {
+  const SafetensorsFile f = load_safetensors(path);
+  try {
+    QuantizedVgg m;
+    const Tensor& cfg = f.at("cfg");
+    EFFML_CHECK(cfg.dtype() == DType::Int32 && cfg.dim() == 1,
+                "'cfg' must be an int32 vector, got " << dtype_name(cfg.dtype()) << " "
+                                                      << cfg.shape_str());
+    for (int64_t i = 0; i < cfg.numel(); ++i) m.cfg.push_back(cfg.data_i32()[i]);
+    auto scalar_int = [&](const std::string& name) {
+      const Tensor& t = f.at(name);
+      EFFML_CHECK(t.dtype() == DType::Int32 && t.numel() == 1,
+                  "'" << name << "' must be one int32, got " << dtype_name(t.dtype()) << " "
+                      << t.shape_str());
+      return t.data_i32()[0];
+    };
+    auto scalar_float = [&](const std::string& name) {
+      const Tensor& t = f.at(name);
+      EFFML_CHECK(t.dtype() == DType::Float32 && t.numel() == 1,
+                  "'" << name << "' must be one float32, got " << dtype_name(t.dtype()) << " "
+                      << t.shape_str());
+      return t.data()[0];
+    };
+    auto read_layer = [&](const std::string& name) {
+      QuantizedLayer l;
+      l.name = name;
+      l.weight = f.at(name + ".weight");
+      l.bias = f.at(name + ".bias");
+      l.multiplier = f.at(name + ".multiplier");
+      l.shift = f.at(name + ".shift");
+      l.input_zero_point = scalar_int(name + ".input_zero_point");
+      l.output_zero_point = scalar_int(name + ".output_zero_point");
+      l.weight_scale = f.at(name + ".weight_scale");
+      l.input_scale = scalar_float(name + ".input_scale");
+      l.output_scale = scalar_float(name + ".output_scale");
+      return l;
+    };
+    // Conv blocks are named by their index in the fp32 VGG's features: 3 modules per block
+    // (conv, batch norm, ReLU), 1 per pool.
+    int64_t index = 0;
+    for (int64_t c : m.cfg) {
+      if (c == 0) {
+        index += 1;
+      } else {
+        m.convs.push_back(read_layer("features." + std::to_string(index)));
+        index += 3;
+      }
+    }
+    m.classifier = read_layer("classifier");
+    m.validate();
+    return m;
+  } catch (const Error& e) {
+    throw Error(path + ": " + e.what());
+  }
+}
+
+double quantized_accuracy(const QuantizedVgg& model, const Tensor& images01,
+                          const std::vector<int32_t>& labels) {
+  EFFML_CHECK(images01.dim() == 4 && images01.size(0) == static_cast<int64_t>(labels.size()),
+              "quantized_accuracy: " << images01.shape_str() << " images but " << labels.size()
+                                     << " labels");
+  if (labels.empty()) return 0.0;
+  const Tensor logits = model.forward(pixels_to_int8(images01));
+  int64_t correct = 0;
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    const int8_t* row = logits.data_i8() + i * 10;
+    const int64_t best = std::max_element(row, row + 10) - row;  // first maximum
+    correct += best == labels[i];
+  }
+  return static_cast<double>(correct) / static_cast<double>(labels.size());
+}
+
+Tensor fake_quantize_per_channel(const Tensor& w, int bits) {
+  EFFML_CHECK(w.dtype() == DType::Float32 && w.dim() >= 2,
+              "fake_quantize_per_channel: expected a float32 weight of 2 or more dimensions, got "
+                  << dtype_name(w.dtype()) << " " << w.shape_str());
+  EFFML_CHECK(bits >= 2 && bits <= 8, "fake_quantize_per_channel: bits must be in [2, 8], got "
+                                          << bits);
+  const int32_t qmax = (1 << (bits - 1)) - 1, qmin = -(1 << (bits - 1));
+  const int64_t out = w.size(0), per = w.numel() / std::max<int64_t>(out, 1);
+  Tensor q(w.shape());
+  for (int64_t c = 0; c < out; ++c) {
+    float max_abs = 0.0f;
+    for (int64_t i = c * per; i < (c + 1) * per; ++i) max_abs = std::max(max_abs, std::fabs(w[i]));
+    const float scale = max_abs > 0.0f ? max_abs / static_cast<float>(qmax) : 1.0f;
+    for (int64_t i = c * per; i < (c + 1) * per; ++i) {
+      const float level = std::clamp(std::nearbyint(w[i] / scale), static_cast<float>(qmin),
+                                     static_cast<float>(qmax));
+      q[i] = level * scale;
+    }
+  }
+  return q;
+}
+
+int64_t max_levels_per_channel(const Tensor& w) {
+  if (w.dim() == 0 || w.numel() == 0) return 0;
+  const int64_t out = w.size(0), per = w.numel() / out;
+  int64_t most = 0;
+  std::vector<float> values;
+  for (int64_t c = 0; c < out; ++c) {
+    values.assign(w.data() + c * per, w.data() + (c + 1) * per);
+    std::sort(values.begin(), values.end());
+    most = std::max<int64_t>(most, std::unique(values.begin(), values.end()) - values.begin());
+  }
+  return most;
+}
+
+}  // namespace effml
