@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -21,152 +20,15 @@
 #include "effml/grader/files.h"
 #include "effml/grader/model_checks.h"
 #include "effml/grader/sandbox.h"
-#include "effml/deep_compression.h"
 #include "effml/models.h"
-#include "effml/quantized.h"
 #include "effml/safetensors.h"
 #include "effml/train.h"
+#include "grading.h"
 
 namespace effml::grader {
 
-namespace {
+namespace detail {
 
-using Clock = std::chrono::steady_clock;
-
-double since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-std::string fixed(double v, int decimals) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
-  return buf;
-}
-
-std::string percent(double fraction) { return fixed(100.0 * fraction, 2) + "%"; }
-
-// Everything one grade() call shares; nothing here outlives it.
-struct Grading {
-  Grading(const GraderConfig& c, const GradeOptions& o, const Manifest& m, LabPaths p)
-      : config(c), options(o), manifest(m), paths(std::move(p)) {}
-
-  const GraderConfig& config;
-  const GradeOptions& options;
-  const Manifest& manifest;
-  LabPaths paths;
-  std::string repo;
-  std::string cache;
-  std::string work;          // <out>/work
-  std::string ref_area;      // <work>/ref: reference build, inputs, expected outputs
-  std::string student_area;  // <work>/student: the graded build and runs
-  std::string ref_runner;
-  std::string student_runner;
-  bool instructor = false;
-  uint64_t seed = 0;
-  int threads = 1;
-  std::unique_ptr<Dataset> test_set;      // loaded on first use
-  std::unique_ptr<Dataset> test_set_raw;  // loaded on first use
-
-  // A model task's baseline, loaded and measured once per grading; its accuracy (10,000 test
-  // images) only when a returned model needs comparing, so a failing runner costs nothing more.
-  struct Baseline {
-    std::unique_ptr<Sequential> model;
-    std::optional<double> accuracy_;
-    ModelFigures figures;
-    std::map<int, double> ptq_accuracy_;  // by bits
-    // Test accuracy of the baseline with every 2+-dim weight quantized per channel at `bits`.
-    double ptq_accuracy(Grading& g, int bits, const std::string& model_name) {
-      auto it = ptq_accuracy_.find(bits);
-      if (it != ptq_accuracy_.end()) return it->second;
-      auto copy = make_model(model_name, 0);
-      if (model_name == "vgg") copy = make_vgg(vgg_config(*model));
-      const auto src = model->named_parameters();
-      const auto dst = copy->named_parameters();
-      for (std::size_t i = 0; i < src.size(); ++i) {
-        const Tensor& v = src[i].param->value;
-        dst[i].param->value.copy_(v.dim() >= 2 ? fake_quantize_per_channel(v, bits) : v);
-      }
-      const auto bsrc = model->named_buffers();
-      const auto bdst = copy->named_buffers();
-      for (std::size_t i = 0; i < bsrc.size(); ++i) bdst[i].tensor->copy_(*bsrc[i].tensor);
-      return ptq_accuracy_[bits] = evaluate(*copy, g.fashion_mnist_test()).accuracy;
-    }
-    double accuracy(Grading& g) {
-      if (!accuracy_) accuracy_ = evaluate(*model, g.fashion_mnist_test()).accuracy;
-      return *accuracy_;
-    }
-  };
-  std::map<std::string, Baseline> baselines;  // by file name
-
-  void say(const std::string& line) const {
-    if (options.progress) options.progress(manifest.short_name + ": " + line);
-  }
-
-  // Runs a runner in `workdir`. Trusted runs (the reference) may see everything; graded runs
-  // do not see reference/, the build cache or the reference's area.
-  SandboxResult run(const std::string& runner, const std::vector<std::string>& args,
-                    const std::string& workdir, const RunLimits& limits, bool trusted) const {
-    SandboxOptions o;
-    o.argv = {runner};
-    o.argv.insert(o.argv.end(), args.begin(), args.end());
-    o.workdir = workdir;
-    o.use_bwrap = options.use_bwrap;
-    const std::string data = default_fashion_mnist_dir();
-    // EFFML_LAB_DIR: where a runner finds the lab's data files (a model task's baseline);
-    // always the lab folder of this tree, never a submission's.
-    o.env = {{"OMP_NUM_THREADS", std::to_string(threads)},
-             {"EFFML_FASHION_MNIST_DIR", data},
-             {"EFFML_LAB_DIR", absolute_path(paths.lab_dir)}};
-    if (is_dir(data)) o.readonly_paths.push_back(data);
-    // Bound read-only: a tree under /tmp is otherwise hidden by the sandbox's private /tmp.
-    o.readonly_paths.push_back(absolute_path(paths.lab_dir));
-    if (trusted) {
-      o.run_as_uid = static_cast<uint32_t>(::geteuid());
-      o.run_as_gid = static_cast<uint32_t>(::getegid());
-    } else {
-      o.hidden_paths = {repo + "/reference", cache, ref_area};
-      o.run_as_uid = options.run_as_uid;
-      o.run_as_gid = options.run_as_gid;
-    }
-    SandboxLimits l;
-    l.wall_seconds = limits.wall_seconds;
-    l.cpu_seconds = limits.cpu_seconds;
-    l.memory_bytes = limits.memory_mb << 20;
-    l.output_bytes = limits.output_kb << 10;
-    l.file_bytes = limits.file_mb << 20;
-    l.processes = limits.processes;
-    SandboxResult r = run_sandboxed(o, l);
-    if (r.kind == ExitKind::StartFailed) {
-      throw Error("cannot start " + runner + " in the sandbox: " + r.start_error);
-    }
-    return r;
-  }
-
-  const Dataset& fashion_mnist_test() {
-    if (!test_set) test_set = std::make_unique<Dataset>(load_fashion_mnist("test"));
-    return *test_set;
-  }
-
-  // The test images scaled to [0, 1], not normalised: what integer-only models read.
-  const Dataset& fashion_mnist_test_raw() {
-    if (!test_set_raw) {
-      test_set_raw = std::make_unique<Dataset>(
-          load_fashion_mnist("test", default_fashion_mnist_dir(), false));
-    }
-    return *test_set_raw;
-  }
-
-  // The lab's trusted checkpoint `file` loaded into `model_name`, with its accuracy.
-  Baseline& baseline(const std::string& file, const std::string& model_name) {
-    auto it = baselines.find(file);
-    if (it != baselines.end()) return it->second;
-    Baseline b;
-    b.model = make_model(model_name, 0);
-    load_checkpoint(paths.lab_dir + "/" + file, *b.model);  // an error here is the grader's
-    b.figures = measure_figures(*b.model);
-    return baselines.emplace(file, std::move(b)).first->second;
-  }
-};
 
 // What the student reads when their runner did not finish normally.
 std::string describe_failed_run(const SandboxResult& r) {
@@ -387,8 +249,6 @@ void grade_exact(Grading& g, const Task& task, TaskResult& r, std::vector<std::s
   pass(r, "All outputs match (" + how + "; largest difference " + diff + ").");
 }
 
-// Runs a task whose runner writes a checkpoint (`run TASK none model.safetensors`) and loads
-// it into `model`; on failure, fails `r` with the reason and returns false.
 // Runs a task whose runner writes one file (`run TASK none FILE`) in a fresh folder; returns its
 // path, or "" after failing `r` with the reason.
 std::string run_file_task(Grading& g, const Task& task, TaskResult& r, const std::string& file) {
@@ -420,6 +280,8 @@ std::string without_path(const Error& e, const std::string& path, const std::str
   return why;
 }
 
+// Runs a task whose runner writes a checkpoint (`run TASK none model.safetensors`) and loads
+// it into `model`; on failure, fails `r` with the reason and returns false.
 bool run_checkpoint_task(Grading& g, const Task& task, TaskResult& r, const std::string& model_name,
                          std::unique_ptr<Sequential>& model, const std::vector<int64_t>* vgg_like) {
   const std::string path = run_file_task(g, task, r, "model.safetensors");
@@ -458,287 +320,6 @@ void grade_accuracy(Grading& g, const Task& task, TaskResult& r) {
   }
 }
 
-std::string points_text(double v) { return fixed(100.0 * v, 2) + " points"; }
-
-// The accuracy checks a model task sets (max_accuracy_drop, max_accuracy_change), each passed to
-// `check` with its line; `drop` is the baseline's accuracy minus the model's.
-void check_accuracy(const Task& task, const std::string& accuracy_line, double drop,
-                    const std::function<void(bool, const std::string&)>& check) {
-  if (task.max_accuracy_drop) {
-    check(drop <= *task.max_accuracy_drop + 1e-12,
-          accuracy_line + ": a loss of " + points_text(drop) + " (limit " +
-              points_text(*task.max_accuracy_drop) + ").");
-  }
-  if (task.max_accuracy_change) {
-    check(std::abs(drop) <= *task.max_accuracy_change + 1e-12,
-          accuracy_line + ": a change of " + points_text(std::abs(drop)) + " (limit " +
-              points_text(*task.max_accuracy_change) + ").");
-  }
-}
-
-// The report of a model task: failed checks first, then passed ones, then `details`.
-void finish_model_task(TaskResult& r, const std::vector<std::string>& failed,
-                       const std::vector<std::string>& passed, const std::string& details) {
-  std::string text;
-  for (const auto& line : failed) text += (text.empty() ? "" : "\n") + ("FAILED: " + line);
-  for (const auto& line : passed) text += (text.empty() ? "" : "\n") + line;
-  text += "\n" + details;
-  if (failed.empty()) {
-    pass(r, text);
-  } else {
-    fail(r, text);
-  }
-}
-
-// A model task of format quantized_vgg: the runner's integer-only VGG, run by the grader's own
-// int8 kernels (effml/quantized.h) on the test images, against the fp32 baseline.
-void grade_quantized_vgg(Grading& g, const Task& task, TaskResult& r) {
-  Grading::Baseline& base = g.baseline(task.baseline, task.model);
-  const std::vector<int64_t> base_cfg = vgg_config(*base.model);
-  const std::string path = run_file_task(g, task, r, "model.safetensors");
-  if (path.empty()) return;
-  QuantizedVgg q;
-  try {
-    q = load_quantized_vgg(path);
-  } catch (const Error& e) {
-    fail(r, "The integer-only model cannot be loaded: " + without_path(e, path, "model.safetensors"));
-    return;
-  }
-  if (q.cfg != base_cfg) {
-    fail(r, "The integer-only model's widths differ from the baseline VGG's: quantize the "
-            "baseline itself.");
-    return;
-  }
-  const Dataset& raw = g.fashion_mnist_test_raw();
-  const double accuracy = quantized_accuracy(q, raw.images, raw.labels);
-  const double base_accuracy = base.accuracy(g);
-  const double drop = base_accuracy - accuracy;
-  r.extra["accuracy"] = accuracy;
-  r.extra["baseline_accuracy"] = base_accuracy;
-  r.extra["size_bytes"] = q.parameter_bytes();
-  r.extra["baseline_size_bytes"] = base.figures.dense_bytes;
-  std::string zero_points;
-  for (const QuantizedLayer& l : q.convs) {
-    zero_points += (zero_points.empty() ? "" : ", ") + l.name + " " +
-                   std::to_string(l.output_zero_point);
-  }
-  const std::string accuracy_line = "Integer-only test accuracy " + percent(accuracy) +
-                                    ", fp32 model " + percent(base_accuracy);
-  std::vector<std::string> passed, failed;
-  auto check = [&](bool ok, const std::string& line) { (ok ? passed : failed).push_back(line); };
-  check_accuracy(task, accuracy_line, drop, check);
-  finish_model_task(r, failed, passed,
-                    "Measured by the grader's int8 kernels on the " + std::to_string(raw.size()) +
-                        " Fashion-MNIST test images (pixels p read as p - 128). Parameters " +
-                        with_commas(q.parameter_bytes()) +
-                        " bytes (int8 weights, int32 biases and multipliers) against " +
-                        fixed(base.figures.dense_bytes, 0) +
-                        " for the fp32 model. Output zero points of the conv blocks: " +
-                        zero_points + ".");
-}
-
-// A model task of format deep_compression: the grader decodes every weight of the runner's file
-// (effml/deep_compression.h) into `model`, and measures the file's real size and the decoded
-// model's accuracy.
-void grade_deep_compression(Grading& g, const Task& task, TaskResult& r) {
-  Grading::Baseline& base = g.baseline(task.baseline, task.model);
-  const std::string path = run_file_task(g, task, r, "model.efdc");
-  if (path.empty()) return;
-  auto model = make_model(task.model, 0);
-  DeepCompressedSize size;
-  try {
-    size = deep_compressed_size(path);
-    load_deep_compressed_into(path, *model);
-  } catch (const Error& e) {
-    fail(r, "The Deep Compression file cannot be decoded into " + task.model + ": " +
-                without_path(e, path, "model.efdc"));
-    return;
-  }
-  const ModelFigures f = measure_figures(*model);
-  const EvalResult eval = evaluate(*model, g.fashion_mnist_test());
-  const double base_accuracy = base.accuracy(g);
-  const double drop = base_accuracy - eval.accuracy;
-  const double fraction = static_cast<double>(size.total) / base.figures.dense_bytes;
-  r.extra["accuracy"] = eval.accuracy;
-  r.extra["baseline_accuracy"] = base_accuracy;
-  r.extra["size_bytes"] = size.total;
-  r.extra["baseline_size_bytes"] = base.figures.dense_bytes;
-  r.extra["size_fraction"] = fraction;
-  r.extra["compression_ratio"] = 1.0 / fraction;
-  r.extra["size_parts"] = {{"gap_stream", size.gap_stream}, {"symbol_stream", size.symbol_stream},
-                           {"codebooks", size.codebooks}, {"code_tables", size.code_tables},
-                           {"raw", size.raw}, {"header", size.header}};
-  std::vector<std::string> passed, failed;
-  auto check = [&](bool ok, const std::string& line) { (ok ? passed : failed).push_back(line); };
-  const std::string size_line =
-      "File " + with_commas(static_cast<int64_t>(size.total)) + " bytes = " + percent(fraction) +
-      " of the dense model's " + fixed(base.figures.dense_bytes, 0) + " (" +
-      fixed(1.0 / fraction, 1) + "x smaller): gap streams " + with_commas(size.gap_stream) +
-      ", symbol streams " + with_commas(size.symbol_stream) + ", codebooks " +
-      with_commas(size.codebooks) + ", code tables " + with_commas(size.code_tables) +
-      ", raw tensors " + with_commas(size.raw) + ", header " + with_commas(size.header);
-  if (task.max_size_fraction) {
-    check(fraction <= *task.max_size_fraction,
-          size_line + " (limit " + percent(*task.max_size_fraction) + ", " +
-              fixed(1.0 / *task.max_size_fraction, 1) + "x).");
-  } else {
-    passed.push_back(size_line + ".");
-  }
-  const std::string accuracy_line = "Decoded model's test accuracy " + percent(eval.accuracy) +
-                                    ", dense model " + percent(base_accuracy);
-  check_accuracy(task, accuracy_line, drop, check);
-  if (!task.max_accuracy_drop && !task.max_accuracy_change) {
-    passed.push_back(accuracy_line + " (reported, not checked).");
-  }
-  std::string layer_text;
-  int64_t most = 0;
-  for (const LayerSparsity& l : f.layers) {
-    layer_text += "\n  " + l.name + ": " + std::to_string(l.nonzeros) + " of " +
-                  std::to_string(l.numel) + " non-zero (" + percent(1.0 - l.sparsity()) +
-                  "), " + std::to_string(l.distinct) + " distinct values";
-    most = std::max(most, l.distinct);
-  }
-  if (task.max_distinct_values) {
-    check(most <= *task.max_distinct_values,
-          "At most " + std::to_string(most) + " distinct values per weight, 0 included (limit " +
-              std::to_string(*task.max_distinct_values) + ").");
-  }
-  finish_model_task(r, failed, passed,
-                    "Decoded and measured by the grader on the " + std::to_string(eval.count) +
-                        " Fashion-MNIST test images; weights:" + layer_text);
-}
-
-// A model task: the grader measures the returned checkpoint against the lab's baseline and
-// applies the checks the manifest sets (see manifest.h). Every check is reported, passed or not.
-void grade_model(Grading& g, const Task& task, TaskResult& r) {
-  if (task.format == ModelFormat::QuantizedVgg) {
-    grade_quantized_vgg(g, task, r);
-    return;
-  }
-  if (task.format == ModelFormat::DeepCompression) {
-    grade_deep_compression(g, task, r);
-    return;
-  }
-  Grading::Baseline& base = g.baseline(task.baseline, task.model);
-  std::vector<int64_t> base_cfg;
-  if (task.model == "vgg") base_cfg = vgg_config(*base.model);
-  std::unique_ptr<Sequential> model;
-  if (!run_checkpoint_task(g, task, r, task.model, model, task.model == "vgg" ? &base_cfg : nullptr))
-    return;
-  const ModelFigures f = measure_figures(*model);
-  const EvalResult eval = evaluate(*model, g.fashion_mnist_test());
-  r.extra["accuracy"] = eval.accuracy;
-  const double base_accuracy = base.accuracy(g);
-  r.extra["baseline_accuracy"] = base_accuracy;
-  r.extra["parameters"] = f.parameters;
-  r.extra["nonzeros"] = f.nonzeros;
-  r.extra["size_bytes"] = f.sparse_bytes;
-  r.extra["baseline_size_bytes"] = base.figures.dense_bytes;
-  r.extra["macs"] = f.macs;
-  r.extra["baseline_macs"] = base.figures.macs;
-  nlohmann::json layers = nlohmann::json::array();
-  std::string layer_text;
-  for (const LayerSparsity& l : f.layers) {
-    layers.push_back({{"name", l.name}, {"numel", l.numel}, {"nonzeros", l.nonzeros},
-                      {"distinct_values", l.distinct}, {"sparsity", l.sparsity()}});
-    layer_text += "\n  " + l.name + ": sparsity " + percent(l.sparsity()) + " (" +
-                  std::to_string(l.nonzeros) + " of " + std::to_string(l.numel) + " kept)";
-  }
-  r.extra["layers"] = layers;
-
-  std::vector<std::string> passed, failed;
-  auto check = [&](bool ok, const std::string& line) { (ok ? passed : failed).push_back(line); };
-  const double size_fraction = f.sparse_bytes / base.figures.dense_bytes;
-  r.extra["size_fraction"] = size_fraction;
-  if (task.max_size_fraction) {
-    check(size_fraction <= *task.max_size_fraction,
-          "Size " + fixed(f.sparse_bytes, 0) + " bytes = " + percent(size_fraction) +
-              " of the dense model's " + fixed(base.figures.dense_bytes, 0) +
-              " (limit " + percent(*task.max_size_fraction) +
-              "; pruned weights stored as a bitmask plus the non-zero values).");
-  }
-  const double drop = base_accuracy - eval.accuracy;
-  const std::string accuracy_line = "Test accuracy " + percent(eval.accuracy) + ", dense model " +
-                                    percent(base_accuracy);
-  check_accuracy(task, accuracy_line, drop, check);
-  if (task.channels_sorted) {
-    const std::string order = check_channel_order(*model);
-    check(order.empty(), order.empty() ? "Channels sorted by importance." : "Channels: " + order + ".");
-  }
-  if (task.channel_ratio) {
-    const std::vector<int64_t> want = vgg_pruned_config(base_cfg, *task.channel_ratio);
-    const std::vector<int64_t> got = vgg_config(*model);
-    auto text = [](const std::vector<int64_t>& cfg) {
-      std::string t;
-      for (int64_t c : cfg) t += (t.empty() ? "" : ",") + (c == 0 ? std::string("M") : std::to_string(c));
-      return "{" + t + "}";
-    };
-    const int64_t formula = vgg_macs_formula(want);
-    r.extra["macs_formula"] = formula;
-    check(got == want, "Widths " + text(got) + (got == want ? " as expected" : ", expected " + text(want)) +
-                           " at prune ratio " + fixed(*task.channel_ratio, 2) + ".");
-    check(f.macs == formula, "MACs per image " + with_commas(f.macs) + " (formula: " +
-                                 with_commas(formula) + "; dense model " +
-                                 with_commas(base.figures.macs) + ", " +
-                                 fixed(static_cast<double>(base.figures.macs) / f.macs, 2) + "x more).");
-  }
-  if (task.min_speedup) {
-    const LatencyPair lat = measure_latency_pair(*base.model, *model);
-    const double speedup = lat.baseline_ms / lat.model_ms;
-    r.extra["latency_ms"] = lat.model_ms;
-    r.extra["baseline_latency_ms"] = lat.baseline_ms;
-    r.extra["speedup"] = speedup;
-    check(speedup >= *task.min_speedup,
-          "Batch-1 latency " + fixed(lat.model_ms, 3) + " ms against the dense model's " +
-              fixed(lat.baseline_ms, 3) + " ms, measured in turn in this run (1 thread): " +
-              fixed(speedup, 2) + "x faster (at least " + fixed(*task.min_speedup, 2) + "x).");
-  }
-  if (task.max_distinct_values) {
-    std::string worst;
-    int64_t most = 0;
-    for (const LayerSparsity& l : f.layers) {
-      if (l.distinct > most) {
-        most = l.distinct;
-        worst = l.name;
-      }
-    }
-    check(most <= *task.max_distinct_values,
-          "At most " + std::to_string(most) + " distinct values per weight (" + worst +
-              "; limit " + std::to_string(*task.max_distinct_values) + ").");
-  }
-  if (task.ptq_bits) {
-    const int bits = *task.ptq_bits;
-    int64_t most = 0;
-    std::string worst;
-    for (const auto& p : model->named_parameters()) {
-      if (p.param->value.dim() < 2) continue;
-      const int64_t levels = max_levels_per_channel(p.param->value);
-      if (levels > most) {
-        most = levels;
-        worst = p.name;
-      }
-    }
-    const int64_t limit = int64_t{1} << bits;
-    r.extra["max_levels_per_channel"] = most;
-    check(most <= limit, "At most " + std::to_string(most) + " distinct values per output channel (" +
-                             worst + "; limit " + std::to_string(limit) + " at " +
-                             std::to_string(bits) + " bits).");
-    const double ptq = base.ptq_accuracy(g, bits, task.model);
-    r.extra["ptq_accuracy"] = ptq;
-    check(eval.accuracy > ptq,
-          "Test accuracy " + percent(eval.accuracy) + " against " + percent(ptq) +
-              " for the dense model quantized after training (" + std::to_string(bits) +
-              " bits per output channel, symmetric, measured by the grader): " +
-              (eval.accuracy > ptq ? "better by " : "not better: ") +
-              points_text(eval.accuracy - ptq) + ".");
-  }
-  if (!task.max_accuracy_drop && !task.max_accuracy_change) {
-    passed.push_back(accuracy_line + " (reported, not checked).");
-  }
-  finish_model_task(r, failed, passed,
-                    "Measured by the grader on the " + std::to_string(eval.count) +
-                        " Fashion-MNIST test images; weights:" + layer_text);
-}
 
 void grade_manual(Grading& g, const Task& task, const std::string& impl_dir, TaskResult& r) {
   r.tags.push_back("manual");
@@ -774,7 +355,9 @@ uint64_t fresh_seed() {
   return ((static_cast<uint64_t>(rd()) << 32) ^ rd()) & 0x7fffffffffffffffULL;
 }
 
-}  // namespace
+}  // namespace detail
+
+using namespace detail;
 
 const char* task_status_name(TaskStatus status) {
   switch (status) {

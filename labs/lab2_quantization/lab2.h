@@ -397,7 +397,8 @@ effml::QuantizedVgg quantize_vgg(effml::Sequential& vgg, const std::vector<Activ
 /// **Task 13 (a).** Fake quantization: quantize and dequantize in one step, so that training in
 /// float sees the rounding error the quantized model will have:
 /// \f[ \hat r = S\,(q - Z), \qquad q = \text{linear\_quantize}(r, b, S, Z) \f]
-/// Arithmetic: \f$ q - Z \f$ in int32, converted to float and multiplied by `scale` in float32.
+/// Arithmetic: \f$ q - Z \f$ in int64 (Z may be any int32), converted to float and multiplied
+/// by `scale` in float32.
 /// \param r          any shape, float32, every value finite
 /// \param bits       \f$ b \f$ in [1, 8]
 /// \param scale      \f$ S \f$ > 0 and finite
@@ -484,8 +485,9 @@ RelativeIndices relative_indices(const Tensor& labels, int32_t k, int gap_bits);
 ///
 /// \param counts each >= 0, at most 2^40 in all, at most 65,536 symbols
 /// \returns one length per symbol, in the order of `counts`
-/// \throws effml::Error naming the value for a negative count, too many symbols, or a length
-///         above effml::kMaxCodeLength (24) (impossible for fewer than 75,025 counted symbols)
+/// \throws effml::Error naming the value for a negative count, too many symbols, counts that sum
+///         to more than 2^40, or a length above effml::kMaxCodeLength (24), which needs a total
+///         count of at least 196,418 (the Fibonacci number F(27))
 std::vector<uint8_t> huffman_code_lengths(const std::vector<int64_t>& counts);
 
 }  // namespace lab2

@@ -571,7 +571,7 @@ Tensor fake_quantize(const Tensor& r, int bits, float scale, int32_t zero_point)
   const Tensor q = linear_quantize(r, bits, scale, zero_point);
   Tensor out(r.shape());
   for (int64_t i = 0; i < r.numel(); ++i) {
-    out[i] = static_cast<float>(static_cast<int32_t>(q.data_i8()[i]) - zero_point) * scale;
+    out[i] = static_cast<float>(static_cast<int64_t>(q.data_i8()[i]) - zero_point) * scale;
   }
   return out;
   // END SOLUTION

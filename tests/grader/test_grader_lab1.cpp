@@ -18,51 +18,15 @@
 namespace {
 
 namespace g = effml::grader;
+using effml::testing::figure;
+using effml::testing::task_named;
 using Catch::Matchers::Contains;
-
-// The real Lab 1 of this repository, graded with this build.
-struct Lab1 : effml::testing::LabGrading {
-  Lab1() : LabGrading("lab1") {}
-
-  // A submission folder holding the reference's lab1.cpp with `from` replaced by `to` (once).
-  std::string mutated_submission(const std::string& name, const std::string& from,
-                                 const std::string& to) const {
-    std::string source =
-        g::read_file(std::string(EFFML_SOURCE_DIR) + "/reference/lab1_pruning/lab1.cpp");
-    const auto at = source.find(from);
-    INFO("the reference's lab1.cpp should contain: " << from);
-    REQUIRE(at != std::string::npos);
-    REQUIRE(source.find(from, at + 1) == std::string::npos);
-    source.replace(at, from.size(), to);
-    const std::string dir = out + "/" + name;
-    g::make_dirs(dir);
-    g::write_file(dir + "/lab1.cpp", source);
-    return dir;
-  }
-};
-
-const g::TaskResult& task_named(const g::GradeResult& r, const std::string& name) {
-  for (const auto& t : r.tasks) {
-    if (t.name == name) return t;
-  }
-  FAIL("no task " << name << " in the results");
-  static const g::TaskResult none;
-  return none;
-}
-
-// A figure the grader recorded for a task, or NaN when it is absent (a failed run records
-// none), so that a check on it fails instead of throwing.
-double figure(const g::TaskResult& t, const std::string& key) {
-  const auto it = t.extra.find(key);
-  return it != t.extra.end() && it->is_number() ? it->get<double>()
-                                                : std::numeric_limits<double>::quiet_NaN();
-}
 
 }  // namespace
 
 TEST_CASE("lab1: the reference scores every point of the automatic tasks including the model tasks",
           "[grader][lab1][slow]") {
-  Lab1 lab;
+  effml::testing::LabGrading lab("lab1");
   const auto options = lab.options(g::ImplKind::Reference, "reference");
   double points = 0;
   int model_tasks = 0;
@@ -110,7 +74,7 @@ TEST_CASE("lab1: the reference scores every point of the automatic tasks includi
 }
 
 TEST_CASE("lab1: the stub scores 0 without a grader error", "[grader][lab1]") {
-  Lab1 lab;
+  effml::testing::LabGrading lab("lab1");
   auto options = lab.options(g::ImplKind::Stub, "stub");
   // Every task but sensitivity_scan, whose expected outputs cost the reference a scan of the
   // dense VGG (about 10 s) before the stub fails the same way as the other exact tasks. The
@@ -138,7 +102,7 @@ TEST_CASE("lab1: the stub scores 0 without a grader error", "[grader][lab1]") {
 
 TEST_CASE("lab1: channel_prune keeping the last channels fails only the channel_prune task",
           "[grader][lab1]") {
-  Lab1 lab;
+  effml::testing::LabGrading lab("lab1");
   // The kept output channels become the last keep[j] of each conv (the batch norm follows);
   // the next conv still reads its first input channels, so the slices no longer match.
   const std::string dir = lab.mutated_submission(
@@ -163,7 +127,7 @@ TEST_CASE("lab1: channel_prune keeping the last channels fails only the channel_
 
 TEST_CASE("lab1: channel sorting in increasing order fails only the sorting tasks",
           "[grader][lab1]") {
-  Lab1 lab;
+  effml::testing::LabGrading lab("lab1");
   const std::string dir = lab.mutated_submission("ascending", "argsort(/*descending=*/true)",
                                                  "argsort(/*descending=*/false)");
   auto options = lab.options(g::ImplKind::Submission, "ascending_grade");

@@ -5,7 +5,11 @@
 /// one thread per runner).
 #pragma once
 
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <limits>
 #include <string>
+#include <vector>
 
 #include "effml/grader/config.h"
 #include "effml/grader/files.h"
@@ -44,6 +48,53 @@ struct LabGrading {
     o.threads = 1;
     return o;
   }
+
+  /// A submission folder out/<name> holding the reference's student file (the manifest's first,
+  /// e.g. lab2.cpp) with `from` replaced by `to`; `from` must occur exactly once.
+  std::string mutated_submission(const std::string& name, const std::string& from,
+                                 const std::string& to) const {
+    const std::string file = manifest.student_files.at(0);
+    std::string source = grader::read_file(std::string(EFFML_SOURCE_DIR) + "/reference/" +
+                                           manifest.lab + "/" + file);
+    const auto at = source.find(from);
+    INFO("the reference's " << file << " should contain: " << from);
+    REQUIRE(at != std::string::npos);
+    REQUIRE(source.find(from, at + 1) == std::string::npos);
+    source.replace(at, from.size(), to);
+    const std::string dir = out + "/" + name;
+    grader::make_dirs(dir);
+    grader::write_file(dir + "/" + file, source);
+    return dir;
+  }
+
+  /// Grades the submission in `dir` on `tasks` only, the exact tasks' inputs from `seed`.
+  grader::GradeResult grade_submission(const std::string& dir, uint64_t seed,
+                                       const std::vector<std::string>& tasks) const {
+    grader::GradeOptions o =
+        options(grader::ImplKind::Submission, dir.substr(dir.rfind('/') + 1) + "_grade");
+    o.submission_dir = dir;
+    o.seed = seed;
+    o.only_tasks = tasks;
+    return grader::grade(config, o);
+  }
 };
+
+/// The result of the task called `name`; fails the test when there is none.
+inline const grader::TaskResult& task_named(const grader::GradeResult& r, const std::string& name) {
+  for (const auto& t : r.tasks) {
+    if (t.name == name) return t;
+  }
+  FAIL("no task " << name << " in the results");
+  static const grader::TaskResult none;
+  return none;
+}
+
+/// A figure the grader recorded for a task, or NaN when it is absent (a failed run records
+/// none), so that a check on it fails instead of throwing.
+inline double figure(const grader::TaskResult& t, const std::string& key) {
+  const auto it = t.extra.find(key);
+  return it != t.extra.end() && it->is_number() ? it->get<double>()
+                                                : std::numeric_limits<double>::quiet_NaN();
+}
 
 }  // namespace effml::testing

@@ -11,12 +11,22 @@ Writes into docs/images/lab2/:
                               quantizing a standard normal tensor against the number of bits,
                               with the range taken from the tensor's minimum and maximum or
                               clipped at 3 standard deviations, and the S / sqrt(12) estimate
+  lab2_deep_compression.svg   (a) the Huffman tree of the counts {5, 1, 1, 2} built with the two
+                              queues of Task 16, its branches labelled with the canonical codes
+                              of its lengths; (b) the size of the LeNet-300-100 Deep Compression
+                              file by part: the file the graded task writes (gap_bits 5), the same
+                              model with gap_bits 8, and the same entries with fixed-length codes
 
 The scale, zero point and quantization follow lab2.h (Tasks 1 and 2) in numpy, in double:
 S = (rmax - rmin) / (qmax - qmin), Z = clamp(round(qmin - rmin / S)), q = clamp(round(r / S) + Z),
 rounding halves to even. It needs numpy and matplotlib (Debian: python3-numpy,
 python3-matplotlib). The tensor comes from a seeded generator and the SVG is deterministic:
 running the script again gives the same bytes. It also prints the values it plots.
+
+The Huffman tree follows Task 16's rules in Python. The file sizes of (b) are not computed here:
+they are the sizes by part that `lab2_quantization_runner run deep_compression_lenet300` prints
+(reference solution, seed 0, 1 thread; the second file with EFFML_LAB2_DC_GAP_BITS=8), listed in
+DC_FILES below; the fixed-length bar is computed from the entry counts the runner prints.
 """
 
 import argparse
@@ -148,6 +158,146 @@ def quantization_grid(out_dir):
     save(fig, out_dir, "lab2_quantization_grid.svg")
 
 
+def huffman_lengths(counts):
+    """Task 16: code lengths by the two-queue construction (ties go to the leaf queue).
+
+    Returns the lengths and the tree as nested pairs (leaves are symbol indices), the first
+    element of a pair being the first tree taken from the queues."""
+    leaves = sorted((c, s) for s, c in enumerate(counts) if c > 0)
+    leaf_q = [(c, s) for c, s in leaves]
+    node_q = []
+
+    def take():
+        if node_q and (not leaf_q or node_q[0][0] < leaf_q[0][0]):
+            return node_q.pop(0)
+        return leaf_q.pop(0)
+
+    while len(leaf_q) + len(node_q) > 1:
+        a, b = take(), take()
+        node_q.append((a[0] + b[0], (a[1], b[1])))
+    root = (leaf_q or node_q)[0][1]
+    lengths = [0] * len(counts)
+
+    def walk(t, depth):
+        if isinstance(t, tuple):
+            walk(t[0], depth + 1)
+            walk(t[1], depth + 1)
+        else:
+            lengths[t] = max(depth, 1)
+
+    walk(root, 0)
+    return lengths
+
+
+def canonical_codes(lengths):
+    """DEFLATE's canonical codes (RFC 1951, 3.2.2) as bit strings; '' for an unused symbol."""
+    codes = [""] * len(lengths)
+    code, prev = 0, 0
+    for length, s in sorted((l, s) for s, l in enumerate(lengths) if l > 0):
+        code <<= length - prev
+        codes[s] = format(code, "0%db" % length)
+        code += 1
+        prev = length
+    return codes
+
+
+# Sizes in bytes by part of the LeNet-300-100 file, as the runner prints them (seed 0).
+DC_DENSE_BYTES = 1066440
+DC_ENTRIES = [26845, 3286, 300]  # fc1, fc2, fc3 with gap_bits 5 (the runner's "entries")
+DC_FILES = [
+    ("Huffman, gap_bits 8", dict(gaps=13134, symbols=13245, biases=1640,
+                                 other=384 + 543 + 247)),
+    ("Huffman, gap_bits 5\n(the graded task)", dict(gaps=13996, symbols=15037, biases=1640,
+                                                  other=384 + 123 + 247)),
+]
+
+
+def deep_compression(out_dir):
+    counts = [5, 1, 1, 2]
+    lengths = huffman_lengths(counts)
+    codes = canonical_codes(lengths)
+    bits = sum(c * l for c, l in zip(counts, lengths))
+    print("Huffman lengths of %s: %s, codes %s, %d bits (fixed 2-bit codes: %d)"
+          % (counts, lengths, codes, bits, 2 * sum(counts)))
+
+    fig = plt.figure(figsize=(13, 3.9))
+    grid = fig.add_gridspec(1, 2, width_ratios=[1, 1.45], wspace=0.38)
+
+    # (a) The tree. Each leaf sits at its code: a 0 goes left, a 1 right, one level per bit.
+    ax = fig.add_subplot(grid[0])
+    pos = {"": (0.3, 0.0)}
+    for s, code in enumerate(codes):
+        for k in range(1, len(code) + 1):
+            prefix = code[:k]
+            if prefix not in pos:
+                x0, y0 = pos[prefix[:-1]]
+                dx = 0.22 / (1.3 ** (k - 1))
+                pos[prefix] = (x0 + (dx if prefix[-1] == "1" else -dx), y0 - 1.0)
+    count_at = {}
+    for s, code in enumerate(codes):
+        for k in range(len(code) + 1):
+            count_at[code[:k]] = count_at.get(code[:k], 0) + counts[s]
+    leaf_of = {code: s for s, code in enumerate(codes)}
+    for prefix, (x, y) in pos.items():
+        if prefix:
+            xp, yp = pos[prefix[:-1]]
+            ax.plot([xp, x], [yp, y], color=GREY, lw=1.2, zorder=1)
+            ax.text((xp + x) / 2 + (0.025 if prefix[-1] == "1" else -0.025), (yp + y) / 2,
+                    prefix[-1], ha="center", va="center", fontsize=9, color=GREEN,
+                    fontweight="bold")
+        leaf = prefix in leaf_of
+        ax.scatter([x], [y], s=520, color=ORANGE if leaf else BLUE, alpha=0.9, zorder=2)
+        ax.text(x, y, "%d" % count_at[prefix], ha="center", va="center", fontsize=9,
+                color="white", fontweight="bold", zorder=3)
+        if leaf:
+            s = leaf_of[prefix]
+            ax.text(x, y - 0.33, "s%d: code %s" % (s, prefix), ha="center", va="top",
+                    fontsize=8.5)
+    ax.set_xlim(-0.02, 0.95)
+    ax.set_ylim(-3.7, 0.45)
+    ax.axis("off")
+    ax.set_title("(a) Huffman tree of the counts {5, 1, 1, 2} (Task 16): lengths %s,\n"
+                 "%d bits against %d with 2-bit codes; the canonical codes need only the lengths"
+                 % ("{" + ", ".join(str(l) for l in lengths) + "}", bits, 2 * sum(counts)),
+                 fontsize=9)
+
+    # (b) The file by part.
+    fixed = dict(gaps=sum(-(-e * 5 // 8) for e in DC_ENTRIES),
+                 symbols=sum(-(-e * 6 // 8) for e in DC_ENTRIES), biases=1640, other=384 + 247)
+    files = [("fixed-length codes\n(5-bit gaps, 6-bit symbols)", fixed)] + DC_FILES
+    parts = [("gaps", "gap streams", BLUE), ("symbols", "symbol streams", ORANGE),
+             ("biases", "biases (float32)", GREEN), ("other", "codebooks, code tables, header",
+                                                     GREY)]
+    ax = fig.add_subplot(grid[1])
+    for row, (name, sizes) in enumerate(files):
+        left = 0
+        total = sum(sizes.values())
+        for key, label, color in parts:
+            ax.barh(row, sizes[key], left=left, color=color, height=0.6,
+                    label=label if row == 0 else None)
+            if sizes[key] > 2500:
+                ax.text(left + sizes[key] / 2, row, "{:,}".format(sizes[key]), ha="center",
+                        va="center", fontsize=7.5, color="white")
+            left += sizes[key]
+        ax.text(total + 400, row, "{:,} bytes, {:.1f}x".format(total, DC_DENSE_BYTES / total),
+                ha="left", va="center", fontsize=8)
+        print("  %s: %s, total %d bytes (%.1fx smaller than %d)"
+              % (name.replace("\n", " "), sizes, total, DC_DENSE_BYTES / total, DC_DENSE_BYTES))
+    ax.set_yticks(range(len(files)))
+    ax.set_yticklabels([name for name, _ in files], fontsize=8)
+    ax.set_xlim(0, 56000)
+    ax.set_xlabel("bytes (the dense float32 model: 1,066,440)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.legend(fontsize=7.5, frameon=False, loc="upper right", ncol=2)
+    ax.set_ylim(-0.6, len(files) - 0.4 + 0.9)
+    for side in ("right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_title("(b) LeNet-300-100 pruned 90/90/70%, 5-bit codebooks: the file by part\n"
+                 "(reference solution, seed 0; the test accuracy is 89.35% in all three)",
+                 fontsize=9)
+    save(fig, out_dir, "lab2_deep_compression.svg")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=HERE, help="folder of the SVG files")
@@ -157,6 +307,7 @@ def main():
     plt.rcParams["font.family"] = "DejaVu Sans"
     os.makedirs(args.out, exist_ok=True)
     quantization_grid(args.out)
+    deep_compression(args.out)
 
 
 if __name__ == "__main__":

@@ -23,31 +23,15 @@
 #include "error_checks.h"
 #include "lab2.h"
 #include "multi_index.h"
+#include "tensor_checks.h"
 
 namespace {
 
 using effml::DType;
 using effml::Tensor;
 using effml::testing::check_error_names;
+using effml::testing::check_exact;
 using effml::testing::multi_index;
-
-// Checks that `got` has `expected`'s shape and dtype and exactly its values; the message names
-// the first differing element.
-void check_equal(const std::string& what, const Tensor& expected, const Tensor& got) {
-  INFO(what << ": expected " << effml::dtype_name(expected.dtype()) << " "
-            << expected.shape_str() << ", got " << effml::dtype_name(got.dtype()) << " "
-            << got.shape_str());
-  REQUIRE(got.dtype() == expected.dtype());
-  REQUIRE(got.shape() == expected.shape());
-  for (int64_t k = 0; k < expected.numel(); ++k) {
-    if (got.item_at(k) != expected.item_at(k)) {
-      FAIL_CHECK(what << " differs at " << multi_index(expected.shape(), k) << ": expected "
-                      << expected.item_at(k) << ", got " << got.item_at(k));
-      return;
-    }
-  }
-  SUCCEED(what);
-}
 
 Tensor i8(const effml::Shape& shape, const std::vector<int8_t>& v) { return Tensor::from_i8(shape, v); }
 Tensor i32(const effml::Shape& shape, const std::vector<int32_t>& v) { return Tensor::from_i32(shape, v); }
@@ -66,7 +50,7 @@ constexpr int32_t kHalf = 1 << 30;  // M0 of the real multipliers 0.5 (shift 0) 
 //    1.0 -> 3 -> 2 -> 1 (clamped)
 TEST_CASE("linear_quantize: 2 bits, S = 1/3, Z = -1", "[task1]") {
   const Tensor r({3, 3}, {-0.6f, -0.25f, -0.1f, 0.0f, 0.1f, 0.2f, 0.45f, 0.75f, 1.0f});
-  check_equal("q", i8({3, 3}, {-2, -2, -1, -1, -1, 0, 0, 1, 1}),
+  check_exact("q", i8({3, 3}, {-2, -2, -1, -1, -1, 0, 0, 1, 1}),
               lab2::linear_quantize(r, 2, 1.0f / 3.0f, -1));
 }
 
@@ -74,8 +58,8 @@ TEST_CASE("linear_quantize: 2 bits, S = 1/3, Z = -1", "[task1]") {
 // (0, 2, 2, -0, -2), not away from zero (1, 2, 3, -1, -2). With Z = 3 every value moves up by 3.
 TEST_CASE("linear_quantize: halves round to even", "[task1]") {
   const Tensor r({5}, {0.25f, 0.75f, 1.25f, -0.25f, -0.75f});
-  check_equal("Z = 0", i8({5}, {0, 2, 2, 0, -2}), lab2::linear_quantize(r, 8, 0.5f, 0));
-  check_equal("Z = 3", i8({5}, {3, 5, 5, 3, 1}), lab2::linear_quantize(r, 8, 0.5f, 3));
+  check_exact("Z = 0", i8({5}, {0, 2, 2, 0, -2}), lab2::linear_quantize(r, 8, 0.5f, 0));
+  check_exact("Z = 3", i8({5}, {3, 5, 5, 3, 1}), lab2::linear_quantize(r, 8, 0.5f, 3));
 }
 
 // 8 bits clamp to [-128, 127]: 100 / 0.1 = 1000 -> 127 and -1000 -> -128; a zero point outside
@@ -83,10 +67,10 @@ TEST_CASE("linear_quantize: halves round to even", "[task1]") {
 // 1 bit: the range is [-1, 0].
 TEST_CASE("linear_quantize: clamping and 1 bit", "[task1]") {
   const Tensor r({3}, {100.0f, -100.0f, 0.0f});
-  check_equal("8 bits", i8({3}, {127, -128, 0}), lab2::linear_quantize(r, 8, 0.1f, 0));
-  check_equal("Z = 300", i8({3}, {127, -128, 127}), lab2::linear_quantize(r, 8, 0.1f, 300));
+  check_exact("8 bits", i8({3}, {127, -128, 0}), lab2::linear_quantize(r, 8, 0.1f, 0));
+  check_exact("Z = 300", i8({3}, {127, -128, 127}), lab2::linear_quantize(r, 8, 0.1f, 300));
   const Tensor s({3}, {-1.0f, 0.4f, 5.0f});
-  check_equal("1 bit", i8({3}, {-1, 0, 0}), lab2::linear_quantize(s, 1, 1.0f, 0));
+  check_exact("1 bit", i8({3}, {-1, 0, 0}), lab2::linear_quantize(s, 1, 1.0f, 0));
 }
 
 TEST_CASE("linear_quantize: errors name the value", "[task1]") {
@@ -141,13 +125,13 @@ TEST_CASE("get_quantization_scale_and_zero_point: constant tensors", "[task2]") 
   const lab2::QuantParams p = lab2::get_quantization_scale_and_zero_point(two, 8);
   CHECK(p.scale == static_cast<float>(2.0 / 255.0));
   CHECK(p.zero_point == -128);
-  check_equal("2 quantized", i8({2, 2}, {127, 127, 127, 127}),
+  check_exact("2 quantized", i8({2, 2}, {127, 127, 127, 127}),
               lab2::linear_quantize(two, 8, p.scale, p.zero_point));
   const Tensor minus3 = Tensor::full({1}, -3.0f);
   const lab2::QuantParams m = lab2::get_quantization_scale_and_zero_point(minus3, 4);
   CHECK(m.scale == static_cast<float>(3.0 / 15.0));
   CHECK(m.zero_point == 7);
-  check_equal("-3 quantized", i8({1}, {-8}), lab2::linear_quantize(minus3, 4, m.scale, m.zero_point));
+  check_exact("-3 quantized", i8({1}, {-8}), lab2::linear_quantize(minus3, 4, m.scale, m.zero_point));
   const lab2::QuantParams z = lab2::get_quantization_scale_and_zero_point(Tensor::zeros({3}), 8);
   CHECK(z.scale == 1.0f);
   CHECK(z.zero_point == 0);
@@ -167,8 +151,8 @@ TEST_CASE("get_quantization_scale_and_zero_point: errors name the value", "[task
 TEST_CASE("linear_quantize_weight_per_channel: a linear weight", "[task3]") {
   const Tensor w({3, 3}, {0.5f, -1.27f, 0.254f, 0.0f, 0.0f, 0.0f, -2.54f, 1.0f, 0.0f});
   const lab2::PerChannelQuantized out = lab2::linear_quantize_weight_per_channel(w, 8);
-  check_equal("q", i8({3, 3}, {50, -127, 25, 0, 0, 0, -127, 50, 0}), out.q);
-  check_equal("scales", Tensor({3}, {1.27f / 127.0f, 1.0f, 2.54f / 127.0f}), out.scales);
+  check_exact("q", i8({3, 3}, {50, -127, 25, 0, 0, 0, -127, 50, 0}), out.q);
+  check_exact("scales", Tensor({3}, {1.27f / 127.0f, 1.0f, 2.54f / 127.0f}), out.scales);
 }
 
 // A conv weight (2, 1, 2, 2) on 4 bits (qmax 7). Channel 0: S = 0.7 / 7 = 0.1: 7, -3, 1, 0.
@@ -176,8 +160,8 @@ TEST_CASE("linear_quantize_weight_per_channel: a linear weight", "[task3]") {
 TEST_CASE("linear_quantize_weight_per_channel: a conv weight", "[task3]") {
   const Tensor w({2, 1, 2, 2}, {0.7f, -0.3f, 0.1f, 0.0f, -1.4f, 0.2f, 0.6f, 1.0f});
   const lab2::PerChannelQuantized out = lab2::linear_quantize_weight_per_channel(w, 4);
-  check_equal("q", i8({2, 1, 2, 2}, {7, -3, 1, 0, -7, 1, 3, 5}), out.q);
-  check_equal("scales", Tensor({2}, {0.7f / 7.0f, 1.4f / 7.0f}), out.scales);
+  check_exact("q", i8({2, 1, 2, 2}, {7, -3, 1, 0, -7, 1, 3, 5}), out.q);
+  check_exact("scales", Tensor({2}, {0.7f / 7.0f, 1.4f / 7.0f}), out.scales);
 }
 
 TEST_CASE("linear_quantize_weight_per_channel: errors name the shape or the value", "[task3]") {
@@ -192,13 +176,13 @@ TEST_CASE("linear_quantize_weight_per_channel: errors name the shape or the valu
 TEST_CASE("quantize_bias: round(b / (S_w S_x))", "[task4]") {
   const Tensor bias({5}, {0.5f, -0.25f, 0.0f, 0.3125f, 0.4375f});
   const Tensor scales({5}, {0.01f, 0.05f, 0.1f, 0.25f, 0.25f});
-  check_equal("bias_q", i32({5}, {100, -10, 0, 2, 4}), lab2::quantize_bias(bias, scales, 0.5f));
+  check_exact("bias_q", i32({5}, {100, -10, 0, 2, 4}), lab2::quantize_bias(bias, scales, 0.5f));
 }
 
 // 1e6 / (1e-4 * 1e-4) = 1e14 saturates to 2^31 - 1, and its negative to -2^31.
 TEST_CASE("quantize_bias: saturates to int32", "[task4]") {
   const Tensor bias({2}, {1e6f, -1e6f});
-  check_equal("bias_q",
+  check_exact("bias_q",
               i32({2}, {std::numeric_limits<int32_t>::max(), std::numeric_limits<int32_t>::min()}),
               lab2::quantize_bias(bias, Tensor({2}, {1e-4f, 1e-4f}), 1e-4f));
 }
@@ -238,7 +222,7 @@ TEST_CASE("quantized_linear: a hand-worked layer", "[task5]") {
   const Tensor y = lab2::quantized_linear(i8({1, 2}, {10, -5}), i8({2, 2}, {1, 2, -3, 4}),
                                           i32({2}, {100, -10}), 2, 5, i32({2}, {kHalf, kHalf}),
                                           i32({2}, {0, 1}));
-  check_equal("y_q", i8({1, 2}, {52, -11}), y);
+  check_exact("y_q", i8({1, 2}, {52, -11}), y);
 }
 
 // Accumulators of +-2,000,000 times 0.5 are far outside int8: 127 and -128.
@@ -246,7 +230,7 @@ TEST_CASE("quantized_linear: outputs saturate to int8", "[task5]") {
   const Tensor y = lab2::quantized_linear(i8({1, 1}, {0}), i8({2, 1}, {0, 0}),
                                           i32({2}, {2000000, -2000000}), 0, 0,
                                           i32({2}, {kHalf, kHalf}), i32({2}, {0, 0}));
-  check_equal("y_q", i8({1, 2}, {127, -128}), y);
+  check_exact("y_q", i8({1, 2}, {127, -128}), y);
 }
 
 // The golden layer (batch 4, 8 inputs, 8 outputs), made by
@@ -265,13 +249,13 @@ TEST_CASE("quantized_linear: the golden 4x8x8 layer, step by step", "[task5][gol
     const lab2::QuantParams p = lab2::get_quantization_scale_and_zero_point(g.at("x"), 8);
     CHECK(p.scale == x_scale);
     CHECK(p.zero_point == x_zero_point);
-    check_equal("x_q", g.at("x_q"), lab2::linear_quantize(g.at("x"), 8, x_scale, x_zero_point));
+    check_exact("x_q", g.at("x_q"), lab2::linear_quantize(g.at("x"), 8, x_scale, x_zero_point));
   }
   SECTION("Tasks 3 and 4: the weight and the bias") {
     const lab2::PerChannelQuantized w = lab2::linear_quantize_weight_per_channel(g.at("w"), 8);
-    check_equal("w_q", g.at("w_q"), w.q);
-    check_equal("w_scales", g.at("w_scales"), w.scales);
-    check_equal("bias_q", g.at("bias_q"), lab2::quantize_bias(g.at("b"), g.at("w_scales"), x_scale));
+    check_exact("w_q", g.at("w_q"), w.q);
+    check_exact("w_scales", g.at("w_scales"), w.scales);
+    check_exact("bias_q", g.at("bias_q"), lab2::quantize_bias(g.at("b"), g.at("w_scales"), x_scale));
   }
   SECTION("Task 5: the integer layer") {
     const Tensor& w_scales = g.at("w_scales");
@@ -281,7 +265,7 @@ TEST_CASE("quantized_linear: the golden 4x8x8 layer, step by step", "[task5][gol
       CHECK(m.multiplier == g.at("multiplier").data_i32()[o]);
       CHECK(m.shift == g.at("shift").data_i32()[o]);
     }
-    check_equal("y_q", g.at("y_q"),
+    check_exact("y_q", g.at("y_q"),
                 lab2::quantized_linear(g.at("x_q"), g.at("w_q"), g.at("bias_q"), x_zero_point,
                                        y_zero_point, g.at("multiplier"), g.at("shift")));
   }
@@ -309,7 +293,7 @@ TEST_CASE("quantized_conv2d: padding holds the zero point", "[task6]") {
                                           i8({1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9}),
                                           i32({1}, {1}), 1, -3, i32({1}, {kHalf}), i32({1}, {0}),
                                           1, 1);
-  check_equal("y_q", i8({1, 1, 2, 2}, {22, 19, 13, 10}), y);
+  check_exact("y_q", i8({1, 1, 2, 2}, {22, 19, 13, 10}), y);
 }
 
 // x (1, 1, 3, 3) = 0..8, a 1x1 kernel of 2, stride 2, no padding: the output (2x2) reads
@@ -318,7 +302,7 @@ TEST_CASE("quantized_conv2d: stride 2", "[task6]") {
   const Tensor y = lab2::quantized_conv2d(i8({1, 1, 3, 3}, {0, 1, 2, 3, 4, 5, 6, 7, 8}),
                                           i8({1, 1, 1, 1}, {2}), i32({1}, {0}), 0, 0,
                                           i32({1}, {kHalf}), i32({1}, {0}), 2, 0);
-  check_equal("y_q", i8({1, 1, 2, 2}, {0, 2, 6, 8}), y);
+  check_exact("y_q", i8({1, 1, 2, 2}, {0, 2, 6, 8}), y);
 }
 
 // A 1x1 convolution is quantized_linear applied to each pixel's channel vector: both of your
@@ -372,16 +356,16 @@ TEST_CASE("quantized_conv2d: errors name the shapes and values", "[task6]") {
 TEST_CASE("k_means_quantize: 1 bit on {0, 1, 9, 10}", "[task7]") {
   const Tensor w({2, 2}, {0.0f, 1.0f, 9.0f, 10.0f});
   const lab2::Codebook c = lab2::k_means_quantize(w, 1);
-  check_equal("centroids", Tensor({2}, {0.5f, 9.5f}), c.centroids);
-  check_equal("labels", i32({2, 2}, {0, 0, 1, 1}), c.labels);
+  check_exact("centroids", Tensor({2}, {0.5f, 9.5f}), c.centroids);
+  check_exact("labels", i32({2, 2}, {0, 0, 1, 1}), c.labels);
 }
 
 // 1 bit on {0, 5, 10}: c = (0, 10) and 5 is as far from both: the tie goes to the lower index,
 // 0. Update: c = (2.5, 10); 5 is now nearer 2.5: nothing changes.
 TEST_CASE("k_means_quantize: a tie goes to the lower index", "[task7]") {
   const lab2::Codebook c = lab2::k_means_quantize(Tensor({3}, {0.0f, 5.0f, 10.0f}), 1);
-  check_equal("centroids", Tensor({2}, {2.5f, 10.0f}), c.centroids);
-  check_equal("labels", i32({3}, {0, 0, 1}), c.labels);
+  check_exact("centroids", Tensor({2}, {2.5f, 10.0f}), c.centroids);
+  check_exact("labels", i32({3}, {0, 0, 1}), c.labels);
 }
 
 // 2 bits (k = 4) on {0, 1, 2, 12}: c = (0, 4, 8, 12); 2 ties between 0 and 4 and goes to 0, so
@@ -389,8 +373,8 @@ TEST_CASE("k_means_quantize: a tie goes to the lower index", "[task7]") {
 // 2 is then nearer 1 than 4: nothing changes.
 TEST_CASE("k_means_quantize: empty clusters keep their centroid", "[task7]") {
   const lab2::Codebook c = lab2::k_means_quantize(Tensor({4}, {0.0f, 1.0f, 2.0f, 12.0f}), 2);
-  check_equal("centroids", Tensor({4}, {1.0f, 4.0f, 8.0f, 12.0f}), c.centroids);
-  check_equal("labels", i32({4}, {0, 0, 0, 3}), c.labels);
+  check_exact("centroids", Tensor({4}, {1.0f, 4.0f, 8.0f, 12.0f}), c.centroids);
+  check_exact("labels", i32({4}, {0, 0, 0, 3}), c.labels);
 }
 
 // 1 bit on {0, 9, 11, 11, 11, 11, 20}: c = (0, 20), the boundary at 10: labels
@@ -399,19 +383,19 @@ TEST_CASE("k_means_quantize: empty clusters keep their centroid", "[task7]") {
 TEST_CASE("k_means_quantize: iterates until no label changes", "[task7]") {
   const Tensor w({7}, {0.0f, 9.0f, 11.0f, 11.0f, 11.0f, 11.0f, 20.0f});
   const lab2::Codebook c = lab2::k_means_quantize(w, 1);
-  check_equal("centroids", Tensor({2}, {0.0f, static_cast<float>(73.0 / 6.0)}), c.centroids);
-  check_equal("labels", i32({7}, {0, 1, 1, 1, 1, 1, 1}), c.labels);
+  check_exact("centroids", Tensor({2}, {0.0f, static_cast<float>(73.0 / 6.0)}), c.centroids);
+  check_exact("labels", i32({7}, {0, 1, 1, 1, 1, 1, 1}), c.labels);
 }
 
 // A constant weight: every centroid is the constant, every label 0 (all distances tie).
 // 3 bits on one value is the same case.
 TEST_CASE("k_means_quantize: a constant weight", "[task7]") {
   const lab2::Codebook c = lab2::k_means_quantize(Tensor::full({2, 3}, -1.5f), 2);
-  check_equal("centroids", Tensor::full({4}, -1.5f), c.centroids);
-  check_equal("labels", i32({2, 3}, {0, 0, 0, 0, 0, 0}), c.labels);
+  check_exact("centroids", Tensor::full({4}, -1.5f), c.centroids);
+  check_exact("labels", i32({2, 3}, {0, 0, 0, 0, 0, 0}), c.labels);
   const lab2::Codebook one = lab2::k_means_quantize(Tensor({1}, {0.25f}), 3);
-  check_equal("one value: centroids", Tensor::full({8}, 0.25f), one.centroids);
-  check_equal("one value: labels", i32({1}, {0}), one.labels);
+  check_exact("one value: centroids", Tensor::full({8}, 0.25f), one.centroids);
+  check_exact("one value: labels", i32({1}, {0}), one.labels);
 }
 
 // Properties on 500 normal values and 3 bits: every label is the nearest centroid, and the
@@ -438,7 +422,7 @@ TEST_CASE("k_means_quantize: labels are nearest and centroids are means", "[task
   CHECK(not_nearest == 0);
   lab2::Codebook again{c.centroids.clone(), c.labels.clone()};
   lab2::update_codebook(w, again);
-  check_equal("centroids after update_codebook", c.centroids, again.centroids);
+  check_exact("centroids after update_codebook", c.centroids, again.centroids);
   const Tensor two_bits = lab2::dequantize(lab2::k_means_quantize(w, 2));
   CHECK((lab2::dequantize(c) - w).norm() < (two_bits - w).norm());
 }
@@ -458,8 +442,8 @@ TEST_CASE("k_means_quantize: errors name the value", "[task7]") {
 TEST_CASE("update_codebook: centroid = mean of its cluster", "[task8]") {
   lab2::Codebook c{Tensor({3}, {0.5f, 9.5f, 3.0f}), i32({4}, {0, 0, 1, 1})};
   lab2::update_codebook(Tensor({4}, {0.25f, 1.75f, 8.0f, 10.5f}), c);
-  check_equal("centroids", Tensor({3}, {1.0f, 9.25f, 3.0f}), c.centroids);
-  check_equal("labels unchanged", i32({4}, {0, 0, 1, 1}), c.labels);
+  check_exact("centroids", Tensor({3}, {1.0f, 9.25f, 3.0f}), c.centroids);
+  check_exact("labels unchanged", i32({4}, {0, 0, 1, 1}), c.labels);
 }
 
 // The mean is summed in double: 2^24 + 1 + 1 is 16777218 in double, and 2^24 in float32 (each
@@ -468,7 +452,7 @@ TEST_CASE("update_codebook: centroid = mean of its cluster", "[task8]") {
 TEST_CASE("update_codebook: the mean is computed in double", "[task8]") {
   lab2::Codebook c{Tensor({1}, {0.0f}), i32({3}, {0, 0, 0})};
   lab2::update_codebook(Tensor({3}, {16777216.0f, 1.0f, 1.0f}), c);
-  check_equal("centroids", Tensor({1}, {5592406.0f}), c.centroids);
+  check_exact("centroids", Tensor({1}, {5592406.0f}), c.centroids);
 }
 
 TEST_CASE("update_codebook: errors name the shapes and the label", "[task8]") {
@@ -486,9 +470,9 @@ TEST_CASE("update_codebook: errors name the shapes and the label", "[task8]") {
 TEST_CASE("codebook_gradient_step: each centroid takes the sum of its gradients", "[task9]") {
   lab2::Codebook c{Tensor({3}, {0.5f, 9.5f, 3.0f}), i32({4}, {0, 0, 1, 1})};
   lab2::codebook_gradient_step(c, Tensor({4}, {1.0f, 2.0f, -4.0f, 0.5f}), 0.25f);
-  check_equal("centroids", Tensor({3}, {-0.25f, 10.375f, 3.0f}), c.centroids);
-  check_equal("labels unchanged", i32({4}, {0, 0, 1, 1}), c.labels);
-  check_equal("dequantized", Tensor({4}, {-0.25f, -0.25f, 10.375f, 10.375f}), lab2::dequantize(c));
+  check_exact("centroids", Tensor({3}, {-0.25f, 10.375f, 3.0f}), c.centroids);
+  check_exact("labels unchanged", i32({4}, {0, 0, 1, 1}), c.labels);
+  check_exact("dequantized", Tensor({4}, {-0.25f, -0.25f, 10.375f, 10.375f}), lab2::dequantize(c));
 }
 
 // A step that lowers a loss: L = 0.5 |w_hat - target|^2 has gradient w_hat - target; one step
