@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # EffML core against PyTorch: training time per epoch and batch-1 latency, same models, same
 # data, same optimizer, same batch size and thread count, measured in one run, interleaved.
+# Then the integer-only VGG of Lab 2 against the fp32 VGG (bench_int8).
 #
 #   bash benchmarks/run.sh                  # lenet300, lenet5, vgg at batch 64, 1 and 2 threads
 #   bash benchmarks/run.sh --quick          # 10,000 images per model, 200 latency repeats
+#   bash benchmarks/run.sh --int8 only      # only the int8-against-fp32 latency
 #   bash benchmarks/run.sh --help
 #
 # Builds bench_core if needed (in build/ unless --build-dir), then for each model and thread
 # count runs bench_core and benchmarks/bench_torch.py alternately, --rounds times each
 # (effml, torch, effml, torch, ...), keeps the best round of each side and prints a table.
+# Last, it writes the integer-only VGG with the lab2 runner's int8_vgg task and runs bench_int8
+# on it and the dense VGG (--int8 off skips this).
 # See benchmarks/README.md for what is measured and how.
 set -euo pipefail
 
@@ -27,6 +31,8 @@ LAT_REPEATS=500
 WAIT_QUIET=0      # seconds to wait for a quiet machine before measuring
 BLAS_DIR=""       # a second build with -DEFFML_EIGEN_BLAS=ON, timed as a third side
 TORCH_CONFIGS=all # with n > 1 threads, PyTorch is timed in three thread configurations
+INT8=on           # on: also bench_int8; off: not; only: bench_int8 alone (no PyTorch needed)
+INT8_ROUNDS=5     # bench_int8's interleaved rounds
 
 usage() {
   cat <<EOF
@@ -47,7 +53,11 @@ usage: bash benchmarks/run.sh [options]
                       with n > 1 threads, time PyTorch only as configured above, or (all)
                       also with OPENBLAS_NUM_THREADS=1 and with OMP_WAIT_POLICY=PASSIVE,
                       and keep its fastest                           [$TORCH_CONFIGS]
-  --quick             --images 10000 --latency-repeats 200 --rounds 1
+  --int8 on|off|only  also time the integer-only VGG of Lab 2 against the fp32 VGG
+                      (bench_int8, after the lab2 runner's int8_vgg task writes the model),
+                      not, or only that                              [$INT8]
+  --int8-rounds N     bench_int8's interleaved rounds                [$INT8_ROUNDS]
+  --quick             --images 10000 --latency-repeats 200 --rounds 1 --int8-rounds 3
 EOF
 }
 
@@ -64,7 +74,9 @@ while [[ $# -gt 0 ]]; do
     --wait-quiet) WAIT_QUIET=$2; shift 2 ;;
     --blas-build) BLAS_DIR=$(realpath -m "$2"); shift 2 ;;
     --torch-configs) TORCH_CONFIGS=$2; shift 2 ;;
-    --quick) IMAGES=10000; VGG_IMAGES=10000; LAT_REPEATS=200; ROUNDS=1; shift ;;
+    --int8) INT8=$2; shift 2 ;;
+    --int8-rounds) INT8_ROUNDS=$2; shift 2 ;;
+    --quick) IMAGES=10000; VGG_IMAGES=10000; LAT_REPEATS=200; ROUNDS=1; INT8_ROUNDS=3; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "run.sh: unknown option '$1'" >&2; usage >&2; exit 2 ;;
   esac
@@ -72,34 +84,94 @@ done
 
 [[ $TORCH_CONFIGS == all || $TORCH_CONFIGS == default ]] ||
   { echo "run.sh: --torch-configs takes 'all' or 'default', not '$TORCH_CONFIGS'" >&2; exit 2; }
-[[ -x $PY ]] || { echo "run.sh: $PY not found (apt-get install python3-torch)" >&2; exit 1; }
-$PY -c "import torch, numpy" 2>/dev/null ||
-  { echo "run.sh: $PY cannot import torch and numpy (apt-get install python3-torch)" >&2; exit 1; }
+[[ $INT8 == on || $INT8 == off || $INT8 == only ]] ||
+  { echo "run.sh: --int8 takes 'on', 'off' or 'only', not '$INT8'" >&2; exit 2; }
+if [[ $INT8 != only ]]; then
+  [[ -x $PY ]] || { echo "run.sh: $PY not found (apt-get install python3-torch)" >&2; exit 1; }
+  $PY -c "import torch, numpy" 2>/dev/null ||
+    { echo "run.sh: $PY cannot import torch and numpy (apt-get install python3-torch)" >&2; exit 1; }
+fi
 
 # ---- build ----------------------------------------------------------------------------------
-build_bench() {  # build-dir [cmake options...]: configures if needed, builds bench_core
+build_bench() {  # build-dir target... -- [cmake options...]: configures if needed, builds
   local dir=$1; shift
+  local targets=()
+  while [[ $# -gt 0 && $1 != -- ]]; do targets+=("$1"); shift; done
+  if [[ $# -gt 0 ]]; then shift; fi
   if [[ ! -f $dir/CMakeCache.txt ]]; then
     cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null ||
       { echo "run.sh: configuring $dir failed" >&2; exit 1; }
   fi
-  local log
+  local log target
   log=$(mktemp)
-  if ! cmake --build "$dir" --target bench_core -j "$(nproc)" >"$log" 2>&1; then
-    cat "$log" >&2; rm -f "$log"
-    echo "run.sh: building bench_core in $dir failed" >&2; exit 1
-  fi
+  for target in "${targets[@]}"; do
+    if ! cmake --build "$dir" --target "$target" -j "$(nproc)" >"$log" 2>&1; then
+      cat "$log" >&2; rm -f "$log"
+      echo "run.sh: building $target in $dir failed" >&2; exit 1
+    fi
+  done
   rm -f "$log"
-  [[ -x $dir/benchmarks/bench_core ]] || { echo "run.sh: $dir/benchmarks/bench_core was not built" >&2; exit 1; }
 }
-build_bench "$BUILD_DIR"
+if [[ $INT8 != only ]]; then
+  build_bench "$BUILD_DIR" bench_core
+  [[ -x $BUILD_DIR/benchmarks/bench_core ]] ||
+    { echo "run.sh: $BUILD_DIR/benchmarks/bench_core was not built" >&2; exit 1; }
+fi
+if [[ $INT8 != off ]]; then
+  build_bench "$BUILD_DIR" bench_int8 lab2_quantization_runner
+  for f in benchmarks/bench_int8 tests/lab2_quantization_runner; do
+    [[ -x $BUILD_DIR/$f ]] || { echo "run.sh: $BUILD_DIR/$f was not built" >&2; exit 1; }
+  done
+fi
 BENCH="$BUILD_DIR/benchmarks/bench_core"
 BENCH_BLAS=""
-if [[ -n $BLAS_DIR ]]; then
-  build_bench "$BLAS_DIR" -DEFFML_EIGEN_BLAS=ON
+if [[ -n $BLAS_DIR && $INT8 != only ]]; then
+  build_bench "$BLAS_DIR" bench_core -- -DEFFML_EIGEN_BLAS=ON
+  [[ -x $BLAS_DIR/benchmarks/bench_core ]] ||
+    { echo "run.sh: $BLAS_DIR/benchmarks/bench_core was not built" >&2; exit 1; }
   grep -q '^EFFML_EIGEN_BLAS:BOOL=ON' "$BLAS_DIR/CMakeCache.txt" ||
     { echo "run.sh: $BLAS_DIR is not configured with -DEFFML_EIGEN_BLAS=ON" >&2; exit 1; }
   BENCH_BLAS="$BLAS_DIR/benchmarks/bench_core"
+fi
+
+# ---- the integer-only VGG against fp32 (bench_int8) -----------------------------------------
+# The lab2 runner's int8_vgg task calibrates and quantizes the dense VGG with Lab 2's functions
+# (Tasks 10 to 12) and writes the integer-only model; bench_int8 then times it against the
+# dense VGG. Where those functions are not written yet (a student tree), it says so and skips.
+int8_benchmark() {  # results-dir
+  local out=$1 rc=0
+  local dense="$ROOT/labs/lab2_quantization/vgg_dense.safetensors"
+  mkdir -p "$out"
+  echo
+  echo "Integer-only VGG (Lab 2's int8_vgg) against the fp32 VGG: bench_int8"
+  local cpu cache=$BUILD_DIR/CMakeCache.txt
+  cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
+  echo "CPU           $cpu, $(nproc) logical CPUs"
+  echo "effml build   $BUILD_DIR: $(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$cache")," \
+       "EFFML_OPENMP=$(sed -n 's/^EFFML_OPENMP:[A-Z]*=//p' "$cache")," \
+       "EFFML_NATIVE=$(sed -n 's/^EFFML_NATIVE:[A-Z]*=//p' "$cache")"
+  EFFML_LAB_DIR="$ROOT/labs/lab2_quantization" "$BUILD_DIR/tests/lab2_quantization_runner" \
+    run int8_vgg none "$out/int8_vgg.safetensors" >"$out/int8_vgg.log" 2>&1 || rc=$?
+  if [[ $rc -eq 3 ]]; then
+    echo "run.sh: the lab2 runner's int8_vgg task calls a function not written yet" \
+         "(Tasks 10 to 12 of labs/lab2_quantization/lab2.cpp); int8 benchmark skipped:"
+    cat "$out/int8_vgg.log"
+    return 0
+  elif [[ $rc -ne 0 ]]; then
+    cat "$out/int8_vgg.log" >&2
+    echo "run.sh: the lab2 runner's int8_vgg task failed (exit code $rc)" >&2; exit 1
+  fi
+  sed 's/^/runner        /' "$out/int8_vgg.log"
+  # shellcheck disable=SC2086  # THREADS is a list of thread counts
+  "${CLEAN_ENV[@]}" OPENBLAS_NUM_THREADS=1 "$BUILD_DIR/benchmarks/bench_int8" "$dense" \
+    "$out/int8_vgg.safetensors" --threads $THREADS --rounds "$INT8_ROUNDS" \
+    --json "$out/int8.json"
+  echo "Raw JSON: $out/int8.json"
+}
+CLEAN_ENV=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
+if [[ $INT8 == only ]]; then
+  int8_benchmark "$BUILD_DIR/benchmarks/results/$(date +%Y%m%d-%H%M%S)"
+  exit 0
 fi
 
 # ---- a quiet machine ------------------------------------------------------------------------
@@ -180,7 +252,6 @@ echo
 # ---- measurements ---------------------------------------------------------------------------
 OUT="$BUILD_DIR/benchmarks/results/$(date +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
-CLEAN_ENV=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
 
 run_effml() {  # model threads images round [blas]
   local bench=$BENCH tag=effml blas_threads=$2
@@ -307,3 +378,4 @@ if glob.glob(f"{out}/*-effmlblas-r*.json"):
     print("(> 1: the BLAS build is faster); ! as above.")
 EOF
 echo "load average  $LOAD_END (1, 5, 15 min) at the end"
+if [[ $INT8 == on ]]; then int8_benchmark "$OUT"; fi

@@ -55,19 +55,43 @@ void check_layer(const QuantizedLayer& l, const Shape& weight_shape) {
                 << dtype_name(l.weight_scale.dtype()) << " " << l.weight_scale.shape_str());
 }
 
+// Register tiles of the int8 convolution: kTileO output channels times kTileP positions of int32
+// accumulators (4 x 16 = 64: a few vector registers), so that each patch value loaded is used for
+// kTileO outputs and each accumulator stays in a register across the whole reduction.
+constexpr int64_t kTileO = 4;  // the kernel below names its four accumulator rows
+constexpr int64_t kTileP = 16;
+
+// A conv's int8 weights (O, C * 9) widened to int32 and laid out by tile: for output tile t,
+// reduction index kk, the kTileO weights of outputs t * kTileO .. t * kTileO + 3 side by side
+// (0 beyond O), so the kernel reads them contiguously.
+std::vector<int32_t> pack_conv_weights(const QuantizedLayer& l) {
+  const int64_t out = l.weight.size(0), k = l.weight.numel() / out;
+  const int64_t tiles = (out + kTileO - 1) / kTileO;
+  std::vector<int32_t> packed(static_cast<std::size_t>(tiles * k * kTileO), 0);
+  const int8_t* wq = l.weight.data_i8();
+  for (int64_t o = 0; o < out; ++o) {
+    for (int64_t kk = 0; kk < k; ++kk) {
+      packed[static_cast<std::size_t>(((o / kTileO) * k + kk) * kTileO + o % kTileO)] =
+          wq[o * k + kk];
+    }
+  }
+  return packed;
+}
+
 // One image's conv3x3 (stride 1, padding 1) with requantization. x: (C, H, W) int8, y: (O, H, W).
-// The patches are gathered once per image as int16 values x - Zx (padding: 0 = Zx - Zx), then
-// each output channel is an int32 dot product with its int8 weights, over contiguous positions so
-// that the compiler vectorises the inner loop.
-void conv3x3_image(const QuantizedLayer& l, const int8_t* x, int64_t c, int64_t h, int64_t w,
-                   int8_t* y, std::vector<int16_t>& cols, std::vector<int32_t>& acc) {
+// The patches are gathered once per image as int16 values x - Zx (padding: 0 = Zx - Zx), in rows
+// of the reduction index padded to a whole number of position tiles; then each tile of outputs
+// and positions is an int32 reduction over C * 9 taps (see kTileO).
+void conv3x3_image(const QuantizedLayer& l, const std::vector<int32_t>& packed, const int8_t* x,
+                   int64_t c, int64_t h, int64_t w, int8_t* y, std::vector<int16_t>& cols) {
   const int64_t out = l.weight.size(0), hw = h * w, k = c * 9;
-  cols.assign(static_cast<std::size_t>(k * hw), 0);
+  const int64_t hwp = (hw + kTileP - 1) / kTileP * kTileP;
+  cols.assign(static_cast<std::size_t>(k * hwp), 0);
   const int32_t zx = l.input_zero_point;
   for (int64_t ci = 0; ci < c; ++ci) {
     for (int64_t ki = 0; ki < 3; ++ki) {
       for (int64_t kj = 0; kj < 3; ++kj) {
-        int16_t* row = cols.data() + ((ci * 3 + ki) * 3 + kj) * hw;
+        int16_t* row = cols.data() + ((ci * 3 + ki) * 3 + kj) * hwp;
         for (int64_t i = 0; i < h; ++i) {
           const int64_t si = i + ki - 1;
           if (si < 0 || si >= h) continue;
@@ -80,25 +104,36 @@ void conv3x3_image(const QuantizedLayer& l, const int8_t* x, int64_t c, int64_t 
       }
     }
   }
-  acc.resize(static_cast<std::size_t>(hw));
-  const int8_t* wq = l.weight.data_i8();
   const int32_t* bias = l.bias.data_i32();
   const int32_t* mult = l.multiplier.data_i32();
   const int32_t* shift = l.shift.data_i32();
   const int32_t zy = l.output_zero_point;
-  for (int64_t o = 0; o < out; ++o) {
-    std::fill(acc.begin(), acc.end(), bias[o]);
-    const int8_t* wo = wq + o * k;
-    for (int64_t kk = 0; kk < k; ++kk) {
-      const int32_t wv = wo[kk];
-      if (wv == 0) continue;
-      const int16_t* row = cols.data() + kk * hw;
-      for (int64_t p = 0; p < hw; ++p) acc[static_cast<std::size_t>(p)] += wv * row[p];
-    }
-    int8_t* yo = y + o * hw;
-    for (int64_t p = 0; p < hw; ++p) {
-      const int32_t v = requantize(acc[static_cast<std::size_t>(p)], mult[o], shift[o]) + zy;
-      yo[p] = static_cast<int8_t>(std::clamp(v, -128, 127));
+  for (int64_t o0 = 0; o0 < out; o0 += kTileO) {
+    const int32_t* wt = packed.data() + (o0 / kTileO) * k * kTileO;
+    for (int64_t p0 = 0; p0 < hwp; p0 += kTileP) {
+      int32_t acc0[kTileP] = {}, acc1[kTileP] = {}, acc2[kTileP] = {}, acc3[kTileP] = {};
+      for (int64_t kk = 0; kk < k; ++kk) {
+        const int16_t* row = cols.data() + kk * hwp + p0;
+        const int32_t* wk = wt + kk * kTileO;
+        const int32_t w0 = wk[0], w1 = wk[1], w2 = wk[2], w3 = wk[3];
+#pragma omp simd
+        for (int64_t j = 0; j < kTileP; ++j) {
+          const int32_t xv = row[j];
+          acc0[j] += w0 * xv;
+          acc1[j] += w1 * xv;
+          acc2[j] += w2 * xv;
+          acc3[j] += w3 * xv;
+        }
+      }
+      const int32_t* acc[kTileO] = {acc0, acc1, acc2, acc3};
+      for (int64_t t = 0; t < kTileO && o0 + t < out; ++t) {
+        const int64_t o = o0 + t;
+        int8_t* yo = y + o * hw;
+        for (int64_t j = 0; j < kTileP && p0 + j < hw; ++j) {
+          const int32_t v = requantize(acc[t][j] + bias[o], mult[o], shift[o]) + zy;
+          yo[p0 + j] = static_cast<int8_t>(std::clamp(v, -128, 127));
+        }
+      }
     }
   }
 }
@@ -174,12 +209,14 @@ Tensor QuantizedVgg::forward(const Tensor& x_q) const {
   Tensor out({n, 10}, DType::Int8);
   const int8_t* xin = x_q.data_i8();
   int8_t* yout = out.data_i8();
-#pragma omp parallel
+  std::vector<std::vector<int32_t>> packed;
+  for (const QuantizedLayer& l : convs) packed.push_back(pack_conv_weights(l));
+  // One image needs no second thread (it would only spin).
+#pragma omp parallel if (n > 1)
   {
     // Per thread: two ping-pong activation buffers and the conv's scratch.
     std::vector<int8_t> a, b;
     std::vector<int16_t> cols;
-    std::vector<int32_t> acc;
 #pragma omp for schedule(static)
     for (int64_t img = 0; img < n; ++img) {
       a.assign(xin + img * 784, xin + (img + 1) * 784);
@@ -193,7 +230,8 @@ Tensor QuantizedVgg::forward(const Tensor& x_q) const {
           w /= 2;
         } else {
           b.resize(static_cast<std::size_t>(v * h * w));
-          conv3x3_image(convs[conv++], a.data(), c, h, w, b.data(), cols, acc);
+          conv3x3_image(convs[conv], packed[conv], a.data(), c, h, w, b.data(), cols);
+          ++conv;
           c = v;
         }
         std::swap(a, b);
