@@ -67,4 +67,39 @@ Tensor SoftmaxCrossEntropy::backward() const {
   return d;
 }
 
+namespace {
+
+void check_distillation(const Tensor& s, const Tensor& t, float temperature, const char* what) {
+  EFFML_CHECK(s.dim() == 2 && s.shape() == t.shape(),
+              what << ": student logits " << s.shape_str() << " and teacher logits "
+                   << t.shape_str() << " must both be (N, C)");
+  EFFML_CHECK(temperature > 0.0f && std::isfinite(temperature),
+              what << ": temperature must be > 0, got " << temperature);
+}
+
+}  // namespace
+
+float distillation_loss(const Tensor& student_logits, const Tensor& teacher_logits,
+                        float temperature) {
+  check_distillation(student_logits, teacher_logits, temperature, "distillation_loss");
+  const Tensor p = softmax(student_logits / temperature);
+  const Tensor q = softmax(teacher_logits / temperature);
+  double kl = 0.0;
+  for (int64_t i = 0; i < q.numel(); ++i) {
+    if (q[i] > 0.0f) {
+      kl += q[i] * (std::log(static_cast<double>(q[i])) - std::log(static_cast<double>(p[i])));
+    }
+  }
+  const auto n = static_cast<double>(std::max<int64_t>(student_logits.size(0), 1));
+  return static_cast<float>(static_cast<double>(temperature) * temperature * kl / n);
+}
+
+Tensor distillation_grad(const Tensor& student_logits, const Tensor& teacher_logits,
+                         float temperature) {
+  check_distillation(student_logits, teacher_logits, temperature, "distillation_grad");
+  Tensor g = softmax(student_logits / temperature) - softmax(teacher_logits / temperature);
+  const auto n = static_cast<float>(std::max<int64_t>(student_logits.size(0), 1));
+  return g * (temperature / n);
+}
+
 }  // namespace effml

@@ -76,6 +76,10 @@ std::vector<EpochStats> train(Module& model, const Dataset& train_set, const Dat
   model.needs_input_grad = false;
   Tensor images;
   std::vector<int32_t> labels;
+  EFFML_CHECK(config.distill_alpha >= 0.0f && config.distill_alpha <= 1.0f,
+              "train: distill_alpha must be in [0, 1], got " << config.distill_alpha);
+  const bool distilling = config.teacher != nullptr && config.distill_alpha > 0.0f;
+  if (distilling) config.teacher->eval();
   for (int e = 0; e < config.epochs; ++e) {
     EpochStats st;
     st.epoch = e + 1;
@@ -95,7 +99,16 @@ std::vector<EpochStats> train(Module& model, const Dataset& train_set, const Dat
                                                << e + 1 << ", batch " << step + 1
                                                << "; lower the learning rate (" << st.lr << ")");
       const float loss = ce.forward(logits, labels);
-      model.backward(ce.backward());
+      if (distilling) {
+        const float a = config.distill_alpha;
+        Tensor g = ce.backward() * (1.0f - a);
+        g.add_(distillation_grad(logits, config.teacher->forward(images),
+                                 config.distill_temperature),
+               a);
+        model.backward(g);
+      } else {
+        model.backward(ce.backward());
+      }
       opt->step();
       if (hooks.after_step) hooks.after_step();
       const auto n = static_cast<int64_t>(labels.size());

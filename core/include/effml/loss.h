@@ -34,4 +34,22 @@ class SoftmaxCrossEntropy {
 /// Row-wise softmax of (N, C) logits (max-subtracted).
 Tensor softmax(const Tensor& logits);
 
+/// Knowledge-distillation loss (Hinton et al. 2015): how far the student's softened predictions
+/// are from the teacher's, \f$ L = \frac{T^2}{N} \sum_n \mathrm{KL}(q_n \,\|\, p_n) \f$ with
+/// \f$ q = \mathrm{softmax}(t / T) \f$ from the teacher's logits and
+/// \f$ p = \mathrm{softmax}(s / T) \f$ from the student's. The factor \f$ T^2 \f$ keeps the
+/// gradient's scale independent of the temperature.
+/// \param student_logits s, (N, C)
+/// \param teacher_logits t, (N, C)
+/// \param temperature    \f$ T \f$ > 0
+/// \throws effml::Error naming the shapes or the value otherwise
+float distillation_loss(const Tensor& student_logits, const Tensor& teacher_logits,
+                        float temperature);
+
+/// Gradient of distillation_loss() with respect to the student's logits:
+/// \f$ \frac{\partial L}{\partial s} = \frac{T}{N} (p - q) \f$, (N, C).
+/// \throws effml::Error as distillation_loss()
+Tensor distillation_grad(const Tensor& student_logits, const Tensor& teacher_logits,
+                         float temperature);
+
 }  // namespace effml

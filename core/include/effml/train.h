@@ -23,6 +23,13 @@ struct TrainConfig {
   std::string schedule = "cosine"; ///< "cosine", "step" (x0.1 every third of the run) or "constant"
   uint64_t seed = 0;               ///< shuffling (and dropout) seed
   bool progress = true;            ///< draw a progress bar on stderr
+  /// Knowledge distillation: with a teacher and distill_alpha > 0 the loss whose gradient
+  /// trains the model is \f$ (1 - \alpha) \f$ cross-entropy + \f$ \alpha \f$
+  /// distillation_loss() against the teacher's logits (the teacher runs in evaluation mode and
+  /// is not trained; it must outlive the call). The reported loss stays the cross-entropy.
+  Module* teacher = nullptr;
+  float distill_alpha = 0.0f;        ///< \f$ \alpha \f$ in [0, 1]
+  float distill_temperature = 4.0f;  ///< \f$ T \f$ > 0
 };
 
 /// Metrics of one epoch.
