@@ -1,7 +1,5 @@
 #include "effml/deep_compression.h"
 
-#include <unistd.h>
-
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -11,6 +9,7 @@
 #include <set>
 
 #include "effml/huffman.h"
+#include "atomic_file.h"
 
 // Integers are assembled byte by byte, but float32 and tensor payloads are copied as they are:
 // the format is little-endian, and so must the host be.
@@ -169,26 +168,6 @@ uint8_t dtype_code(DType d) {
     case DType::Int32: return 2;
   }
   return 0xFF;
-}
-
-void write_file(const std::string& path, const std::vector<uint8_t>& bytes) {
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) fail(tmp, std::string("cannot create (") + std::strerror(errno) + ")");
-  bool ok = bytes.empty() || std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-  // Flushed to disk before the rename, so the new name never points at missing data.
-  ok = ok && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
-  const int write_errno = errno;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    fail(tmp, std::string("write failed (") + std::strerror(write_errno) + ")");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    std::remove(tmp.c_str());
-    fail(path, std::string("cannot rename ") + tmp + " to it (" + std::strerror(e) + ")");
-  }
 }
 
 // ---- reading ----------------------------------------------------------------------------------
@@ -517,7 +496,7 @@ void save_deep_compressed(const std::string& path, const DeepCompressedModel& m)
     out.shape(t.shape());
     out.raw(t.raw(), t.nbytes());
   }
-  write_file(path, out.bytes);
+  detail::write_file_atomically(path, {{out.bytes.data(), out.bytes.size()}});
 }
 
 DeepCompressedModel load_deep_compressed(const std::string& path) {

@@ -1,7 +1,5 @@
 #include "effml/safetensors.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -11,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+
+#include "atomic_file.h"
 
 // Tensor storage is written and read as is: the format is little-endian, and so must the host be.
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -216,29 +216,12 @@ void save_safetensors(const std::string& path,
   // Pad so the data area starts 8-byte aligned (8 + header length is a multiple of 8).
   text.append((8 - text.size() % 8) % 8, ' ');
 
-  const std::string tmp = path + ".tmp";
-  std::FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (!f) fail(tmp, std::string("cannot create (") + std::strerror(errno) + ")");
   unsigned char len_bytes[8];
-  uint64_t len = text.size();
+  const uint64_t len = text.size();
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<unsigned char>(len >> (8 * i));
-  bool ok = std::fwrite(len_bytes, 1, 8, f) == 8;
-  ok = ok && std::fwrite(text.data(), 1, text.size(), f) == text.size();
-  for (const auto& [name, t] : tensors)
-    ok = ok && (t->nbytes() == 0 || std::fwrite(t->raw(), 1, t->nbytes(), f) == t->nbytes());
-  // Flushed to disk before the rename, so the new name never points at missing data.
-  ok = ok && std::fflush(f) == 0 && ::fsync(fileno(f)) == 0;
-  const int write_errno = errno;
-  ok = (std::fclose(f) == 0) && ok;
-  if (!ok) {
-    std::remove(tmp.c_str());
-    fail(tmp, std::string("write failed (") + std::strerror(write_errno) + ")");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int e = errno;
-    std::remove(tmp.c_str());
-    fail(path, std::string("cannot rename ") + tmp + " to it (" + std::strerror(e) + ")");
-  }
+  std::vector<detail::FilePiece> pieces = {{len_bytes, 8}, {text.data(), text.size()}};
+  for (const auto& [name, t] : tensors) pieces.push_back({t->raw(), t->nbytes()});
+  detail::write_file_atomically(path, pieces);
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {

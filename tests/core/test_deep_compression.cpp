@@ -16,30 +16,16 @@
 #include "effml/deep_compression.h"
 #include "effml/huffman.h"
 #include "effml/rng.h"
+#include "huffman_lengths.h"
+#include "temp_dir.h"
 
 using namespace effml;
 using Catch::Contains;
 namespace fs = std::filesystem;
+using effml::testing::TempDir;
+using effml::testing::huffman_lengths;
 
 namespace {
-
-// A fresh folder under the system temp folder, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() /
-           ("effml-test-deep-compression-" + std::to_string(::getpid()) + "-" +
-            std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 std::vector<uint8_t> read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -52,53 +38,6 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
              static_cast<std::streamsize>(bytes.size()));
 }
 
-// Huffman code lengths for symbol counts (plain merge of the two lightest trees), for the tests
-// only; deep codes are flattened (c -> c / 2 + 1) until they fit in 24 bits. Unused symbols get
-// length 0, a lone used symbol length 1, and no used symbol gives all zeros.
-std::vector<uint8_t> huffman_lengths(std::vector<int64_t> counts) {
-  const std::size_t m = counts.size();
-  for (;;) {
-    std::vector<int64_t> parent;
-    std::vector<std::size_t> leaf_of(m, SIZE_MAX);
-    using Item = std::pair<int64_t, std::size_t>;
-    std::priority_queue<Item, std::vector<Item>, std::greater<Item>> heap;
-    for (std::size_t s = 0; s < m; ++s) {
-      if (counts[s] <= 0) continue;
-      leaf_of[s] = parent.size();
-      heap.push({counts[s], parent.size()});
-      parent.push_back(-1);
-    }
-    std::vector<uint8_t> lengths(m, 0);
-    if (heap.size() == 1) {
-      for (std::size_t s = 0; s < m; ++s)
-        if (counts[s] > 0) lengths[s] = 1;
-      return lengths;
-    }
-    while (heap.size() > 1) {
-      const Item a = heap.top();
-      heap.pop();
-      const Item b = heap.top();
-      heap.pop();
-      parent[a.second] = static_cast<int64_t>(parent.size());
-      parent[b.second] = static_cast<int64_t>(parent.size());
-      heap.push({a.first + b.first, parent.size()});
-      parent.push_back(-1);
-    }
-    int longest = 0;
-    for (std::size_t s = 0; s < m; ++s) {
-      if (leaf_of[s] == SIZE_MAX) continue;
-      int depth = 0;
-      for (int64_t n = static_cast<int64_t>(leaf_of[s]); parent[static_cast<std::size_t>(n)] >= 0;
-           n = parent[static_cast<std::size_t>(n)])
-        ++depth;
-      longest = std::max(longest, depth);
-      lengths[s] = static_cast<uint8_t>(std::min(depth, 255));
-    }
-    if (longest <= kMaxCodeLength) return lengths;
-    for (int64_t& c : counts)
-      if (c > 0) c = c / 2 + 1;
-  }
-}
 
 // A weight and the dense tensor its entries must decode to.
 struct Built {
@@ -328,7 +267,7 @@ TEST_CASE("deep_compression: decode_weight refuses entries outside the contract"
 }
 
 TEST_CASE("deep_compression: the exact byte layout", "[deep_compression]") {
-  TempDir dir;
+  TempDir dir("deep-compression");
   const std::string path = dir.file("tiny.efdc");
   save_deep_compressed(path, tiny_model());
   CHECK_FALSE(fs::exists(path + ".tmp"));
@@ -348,7 +287,7 @@ TEST_CASE("deep_compression: the exact byte layout", "[deep_compression]") {
 }
 
 TEST_CASE("deep_compression: round trip of a model", "[deep_compression]") {
-  TempDir dir;
+  TempDir dir("deep-compression");
   const std::string path = dir.file("model.efdc");
   const TestModel t = make_model();
   // The model exercises what it should: fillers, a weight without entries, k = 1.
@@ -413,7 +352,7 @@ TEST_CASE("deep_compression: a LeNet-300-100-sized weight round trips", "[deep_c
   // 266,200 positions (LeNet-300-100's three weights), 8% kept, k = 32, 5-bit gaps. Not timed
   // here. Measured on the development machine (Release build), about 23,000 entries: save 1 to
   // 4 ms (mostly the fsync), load 0.5 ms, decode_weight 0.6 ms.
-  TempDir dir;
+  TempDir dir("deep-compression");
   const std::string path = dir.file("lenet.efdc");
   Rng rng(300100);
   const Built b = random_weight("lenet.weight", {266200}, 32, 5, 0.08f, rng);
@@ -428,7 +367,7 @@ TEST_CASE("deep_compression: a LeNet-300-100-sized weight round trips", "[deep_c
 }
 
 TEST_CASE("deep_compression: saving refuses what the format cannot hold", "[deep_compression]") {
-  TempDir dir;
+  TempDir dir("deep-compression");
   const std::string path = dir.file("bad.efdc");
   DeepCompressedModel m = tiny_model();
   SECTION("duplicate names") {
@@ -474,7 +413,7 @@ TEST_CASE("deep_compression: saving refuses what the format cannot hold", "[deep
 }
 
 TEST_CASE("deep_compression: every truncation is refused", "[deep_compression]") {
-  TempDir dir;
+  TempDir dir("deep-compression");
   const std::string good = dir.file("good.efdc");
   const std::string path = dir.file("cut.efdc");
   save_deep_compressed(good, make_model().model);
@@ -491,7 +430,7 @@ TEST_CASE("deep_compression: every truncation is refused", "[deep_compression]")
 
 TEST_CASE("deep_compression: flipped bytes are refused or read, never a crash",
           "[deep_compression]") {
-  TempDir dir;
+  TempDir dir("deep-compression");
   const std::string good = dir.file("good.efdc");
   const std::string path = dir.file("flip.efdc");
   save_deep_compressed(good, make_model().model);
@@ -523,7 +462,7 @@ TEST_CASE("deep_compression: flipped bytes are refused or read, never a crash",
 
 TEST_CASE("deep_compression: hostile fields are refused with the file, weight and problem",
           "[deep_compression]") {
-  TempDir dir;
+  TempDir dir("deep-compression");
   const std::string path = dir.file("hostile.efdc");
   std::vector<uint8_t> b = tiny_bytes();
   write_bytes(path, b);

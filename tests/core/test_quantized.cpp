@@ -23,11 +23,13 @@
 #include "effml/rng.h"
 #include "effml/safetensors.h"
 #include "error_checks.h"
+#include "temp_dir.h"
 
 using namespace effml;
 using effml::testing::check_error_names;
 using effml::testing::error_of;
 namespace fs = std::filesystem;
+using effml::testing::TempDir;
 
 namespace {
 
@@ -246,23 +248,6 @@ std::vector<int32_t> forward_ref(const QuantizedVgg& m, const Tensor& x_q, int64
 }
 
 // ---- files -----------------------------------------------------------------------------------
-
-// A fresh folder under the system temp folder, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("effml-test-quantized-" + std::to_string(::getpid()) +
-                                        "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 // Rewrites the tensors of `src` into `dst`, without `drop` and with `replace` substituted.
 void rewrite(const std::string& src, const std::string& dst, const std::string& drop,
@@ -691,7 +676,7 @@ TEST_CASE("QuantizedVgg::validate accepts the extremes of every range", "[quanti
 
 TEST_CASE("save_quantized_vgg / load_quantized_vgg: round trip with the fp32 VGG's names",
           "[quantized]") {
-  TempDir dir;
+  TempDir dir("quantized");
   Rng rng(21);
   // features: conv 0-2, pool 3, conv 4-6, pool 7, conv 8-10, conv 11-13, pool 14.
   const QuantizedVgg model = random_model({16, 0, 32, 0, 64, 64, 0}, rng);
@@ -732,7 +717,7 @@ TEST_CASE("save_quantized_vgg / load_quantized_vgg: round trip with the fp32 VGG
 
 TEST_CASE("load_quantized_vgg: a missing or mistyped tensor throws naming the file and tensor",
           "[quantized]") {
-  TempDir dir;
+  TempDir dir("quantized");
   Rng rng(22);
   const QuantizedVgg model = random_model({3, 0, 4, 0}, rng);  // features.0, features.4
   const std::string good = dir.file("good.safetensors");
@@ -795,7 +780,7 @@ TEST_CASE("load_quantized_vgg: a missing or mistyped tensor throws naming the fi
 }
 
 TEST_CASE("save_quantized_vgg validates the model first", "[quantized]") {
-  TempDir dir;
+  TempDir dir("quantized");
   Rng rng(23);
   QuantizedVgg model = random_model({2}, rng);
   model.convs[0].shift.data_i32()[1] = 32;

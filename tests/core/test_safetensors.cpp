@@ -13,28 +13,13 @@
 #include "effml/layers/linear.h"
 #include "effml/rng.h"
 #include "effml/safetensors.h"
+#include "temp_dir.h"
 
 using namespace effml;
 namespace fs = std::filesystem;
+using effml::testing::TempDir;
 
 namespace {
-
-// A fresh folder under the system temp folder, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("effml-test-safetensors-" + std::to_string(::getpid()) +
-                                        "-" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 std::string read_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -88,7 +73,7 @@ class Normish : public Module {
 }  // namespace
 
 TEST_CASE("safetensors: round trip of F32, I8, I32 and metadata", "[safetensors]") {
-  TempDir dir;
+  TempDir dir("safetensors");
   const std::string path = dir.file("t.safetensors");
   const Tensor f({2, 3}, std::vector<float>{1.5f, -2.0f, 0.0f, 3.25f, 1e-30f, -1e30f});
   const Tensor i8 = Tensor::from_i8({5}, {-128, -1, 0, 1, 127});
@@ -122,7 +107,7 @@ TEST_CASE("safetensors: round trip of F32, I8, I32 and metadata", "[safetensors]
 }
 
 TEST_CASE("safetensors: the exact byte layout", "[safetensors]") {
-  TempDir dir;
+  TempDir dir("safetensors");
   const std::string path = dir.file("t.safetensors");
   const Tensor w({2}, std::vector<float>{1.0f, -2.0f});
   const Tensor q = Tensor::from_i8({3}, {1, -1, 2});
@@ -143,7 +128,7 @@ TEST_CASE("safetensors: the exact byte layout", "[safetensors]") {
 }
 
 TEST_CASE("safetensors: corrupt files are refused with a message naming the file", "[safetensors]") {
-  TempDir dir;
+  TempDir dir("safetensors");
   const std::string path = dir.file("bad.safetensors");
   const std::string ok = R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
 
@@ -230,7 +215,7 @@ TEST_CASE("safetensors: corrupt files are refused with a message naming the file
 }
 
 TEST_CASE("safetensors: saving refuses bad names and unwritable paths", "[safetensors]") {
-  TempDir dir;
+  TempDir dir("safetensors");
   const Tensor t({1});
   CHECK_THROWS_WITH(save_safetensors(dir.file("a"), {{"x", &t}, {"x", &t}}),
                     Catch::Contains("duplicate tensor name 'x'"));
@@ -242,7 +227,7 @@ TEST_CASE("safetensors: saving refuses bad names and unwritable paths", "[safete
 }
 
 TEST_CASE("checkpoint: a Sequential of Linear layers round trip", "[safetensors][checkpoint]") {
-  TempDir dir;
+  TempDir dir("safetensors");
   const std::string path = dir.file("mlp.safetensors");
   auto a = make_mlp(4, 8, 3, 1);
   save_checkpoint(path, *a, {{"arch", "mlp-4-8-3"}, {"epochs", "2"}});
@@ -266,7 +251,7 @@ TEST_CASE("checkpoint: a Sequential of Linear layers round trip", "[safetensors]
 
 TEST_CASE("checkpoint: buffers follow parameters, num_batches_tracked is ignored",
           "[safetensors][checkpoint]") {
-  TempDir dir;
+  TempDir dir("safetensors");
   const std::string path = dir.file("bn.safetensors");
   Sequential a;
   a.emplace<Linear>(3, 2);
@@ -296,7 +281,7 @@ TEST_CASE("checkpoint: buffers follow parameters, num_batches_tracked is ignored
 
 TEST_CASE("checkpoint: missing, extra and mismatched tensors are all listed",
           "[safetensors][checkpoint]") {
-  TempDir dir;
+  TempDir dir("safetensors");
   const std::string path = dir.file("mlp.safetensors");
   auto saved = make_mlp(4, 8, 3, 1);
   save_checkpoint(path, *saved);

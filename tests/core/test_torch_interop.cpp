@@ -22,9 +22,11 @@
 #include "effml/layers/linear.h"
 #include "effml/rng.h"
 #include "effml/safetensors.h"
+#include "temp_dir.h"
 
 using namespace effml;
 namespace fs = std::filesystem;
+using effml::testing::TempDir;
 
 namespace {
 
@@ -35,22 +37,6 @@ const std::string kScript = std::string(EFFML_SOURCE_DIR) + "/scripts/torch_inte
 // Measured here: 4.8e-7 (effml's MLP run by torch), 6.0e-8 (torch's MLP run by effml), 4.1e-8
 // (torch's Conv2d + BatchNorm2d model run by effml): float32 sums taken in different orders.
 constexpr float kForwardTolerance = 1e-5f;
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("effml-test-torch-" + std::to_string(::getpid()) + "-" +
-                                        std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 bool torch_available() {
   static const bool ok =
@@ -113,7 +99,7 @@ TEST_CASE("torch interop: PyTorch reads what effml writes", "[safetensors][torch
     WARN("skipped: " << kPython << " cannot import torch (apt-get install python3-torch)");
     return;
   }
-  TempDir dir;
+  TempDir dir("torch");
   // Tensors of each dtype, with values that catch byte-order, sign and rounding mistakes.
   const Tensor f32({2, 3}, std::vector<float>{0.1f, -0.0f, 1e-38f, 3.0e38f, -1.5f, 16777217.0f});
   const Tensor i8 = Tensor::from_i8({2, 3}, {-128, -1, 0, 1, 64, 127});
@@ -147,7 +133,7 @@ TEST_CASE("torch interop: effml loads PyTorch state_dicts", "[safetensors][torch
     return;
   }
   // PyTorch writes its files once for all the sections below (each section reruns this body).
-  static const TempDir dir;
+  static const TempDir dir("torch");
   static std::string output;
   static const int rc = run_script("write-torch", dir, output);
   INFO(output);
