@@ -32,6 +32,7 @@
 #include "effml/tensor.h"
 #include "error_checks.h"
 #include "lab2.h"
+#include "tests/part2_support.h"
 #include "model_snapshot.h"
 
 namespace {
@@ -39,56 +40,13 @@ namespace {
 using effml::Sequential;
 using effml::Tensor;
 using effml::testing::check_error_names;
+using lab2_tests::expected_ranges;
+using lab2_tests::randomize_vgg;
+using lab2_tests::range_of;
 
-// Gives a VGG of make_vgg Kaiming weights and batch norms that are not the identity: gamma in
-// [0.5, 1.5], beta and the running mean around 0, running variances in [0.3, 3], and a
-// classifier bias. With running statistics this far from a batch's own, a forward pass in
-// training mode gives clearly different activations from one in evaluation mode.
-void randomize_vgg(Sequential& vgg, uint64_t seed) {
-  effml::init_kaiming(vgg, seed);
-  effml::Rng rng(seed + 1000);
-  auto& features = dynamic_cast<Sequential&>(vgg[0]);
-  for (std::size_t i = 0; i < features.size(); ++i) {
-    auto* bn = dynamic_cast<effml::BatchNorm2d*>(&features[i]);
-    if (bn == nullptr) continue;
-    for (int64_t c = 0; c < bn->num_features(); ++c) {
-      bn->weight.value[c] = rng.uniform(0.5f, 1.5f);
-      bn->bias.value[c] = 0.3f * rng.normal();
-      bn->running_mean[c] = 0.5f * rng.normal();
-      bn->running_var[c] = rng.uniform(0.3f, 3.0f);
-    }
-  }
-  auto& classifier = dynamic_cast<effml::Linear&>(vgg[2]);
-  for (int64_t o = 0; o < classifier.bias.value.numel(); ++o) {
-    classifier.bias.value[o] = 0.1f * rng.normal();
-  }
-}
+// The batch norms of this file's random VGGs come from seed + kBnSalt.
+constexpr uint64_t kBnSalt = 1000;
 
-// Smallest and largest value of a float32 tensor, by a plain loop.
-lab2::ActivationRange range_of(const Tensor& t) {
-  const float* v = t.data();
-  lab2::ActivationRange r{v[0], v[0]};
-  for (int64_t k = 1; k < t.numel(); ++k) {
-    r.min = std::min(r.min, v[k]);
-    r.max = std::max(r.max, v[k]);
-  }
-  return r;
-}
-
-// Task 11's ranges measured directly: all images in one pass, in evaluation mode, module by
-// module through `features`, recording each ReLU's output, then flatten and classifier.
-std::vector<lab2::ActivationRange> expected_ranges(Sequential& vgg, const Tensor& images) {
-  vgg.eval();
-  auto& features = dynamic_cast<Sequential&>(vgg[0]);
-  std::vector<lab2::ActivationRange> ranges;
-  Tensor x = images;
-  for (std::size_t i = 0; i < features.size(); ++i) {
-    x = features[i].forward(x);
-    if (dynamic_cast<effml::ReLU*>(&features[i]) != nullptr) ranges.push_back(range_of(x));
-  }
-  ranges.push_back(range_of(vgg[2].forward(vgg[1].forward(x))));
-  return ranges;
-}
 
 // |got - want| <= atol + rtol |want|, reported with both values.
 void check_close(const std::string& what, double want, double got, double rtol, double atol) {
@@ -302,8 +260,8 @@ TEST_CASE("calibrate_activation_ranges: each ReLU output's range, then the logit
   const std::vector<int64_t> cfg{3, 0, 5, 0};
   auto reference = effml::make_vgg(cfg);
   auto model = effml::make_vgg(cfg);
-  randomize_vgg(*reference, 5);
-  randomize_vgg(*model, 5);
+  randomize_vgg(*reference, 5, kBnSalt);
+  randomize_vgg(*model, 5, kBnSalt);
   effml::Rng rng(11);
   const Tensor images = Tensor::randn({7, 1, 28, 28}, rng);
   const std::vector<lab2::ActivationRange> want = expected_ranges(*reference, images);
@@ -333,7 +291,7 @@ TEST_CASE("calibrate_activation_ranges: each ReLU output's range, then the logit
   // The same VGG in training mode gives other ranges (measured: the first block's maximum
   // moves by 0.36, from 5.81), so the checks above tell the two modes apart.
   auto in_training = effml::make_vgg(cfg);
-  randomize_vgg(*in_training, 5);
+  randomize_vgg(*in_training, 5, kBnSalt);
   in_training->train();
   auto& features = dynamic_cast<Sequential&>((*in_training)[0]);
   Tensor x = images;
@@ -348,7 +306,7 @@ TEST_CASE("calibrate_activation_ranges: each ReLU output's range, then the logit
 TEST_CASE("calibrate_activation_ranges: the batch size does not change the ranges", "[task11]") {
   const std::vector<int64_t> cfg{3, 0, 5, 0};
   auto model = effml::make_vgg(cfg);
-  randomize_vgg(*model, 6);
+  randomize_vgg(*model, 6, kBnSalt);
   effml::Rng rng(12);
   const Tensor images = Tensor::randn({7, 1, 28, 28}, rng);
   const std::vector<lab2::ActivationRange> want = expected_ranges(*model, images);
@@ -368,7 +326,7 @@ TEST_CASE("calibrate_activation_ranges: the batch size does not change the range
 
 TEST_CASE("calibrate_activation_ranges: errors name the shape or the value", "[task11]") {
   auto model = effml::make_vgg({3, 0, 5, 0});
-  randomize_vgg(*model, 7);
+  randomize_vgg(*model, 7, kBnSalt);
   effml::Rng rng(13);
   const Tensor images = Tensor::randn({2, 1, 28, 28}, rng);
   check_error_names(
@@ -586,7 +544,7 @@ TEST_CASE("quantize_vgg: the integer-only model agrees with the fp32 model", "[t
 // Two conv blocks need 3 ranges; 2 or 4 is an error that names both counts.
 TEST_CASE("quantize_vgg: the wrong number of ranges is an error naming both counts", "[task12]") {
   auto model = effml::make_vgg({3, 0, 5, 0});
-  randomize_vgg(*model, 8);
+  randomize_vgg(*model, 8, kBnSalt);
   effml::Rng rng(14);
   std::vector<lab2::ActivationRange> ranges = expected_ranges(*model, Tensor::randn({4, 1, 28, 28}, rng));
   REQUIRE(ranges.size() == 3);

@@ -35,59 +35,20 @@
 #include "effml/tensor.h"
 #include "error_checks.h"
 #include "lab2.h"
+#include "tests/part2_support.h"
 
 namespace {
 
 using effml::Sequential;
 using effml::Tensor;
 using effml::testing::check_error_names;
+using lab2_tests::expected_ranges;
+using lab2_tests::randomize_vgg;
+using lab2_tests::range_of;
 
-// Kaiming weights and batch norms far from the identity (gamma in [0.5, 1.5], beta and running
-// means around 0, running variances in [0.3, 3]), and a classifier bias.
-void randomize_vgg(Sequential& vgg, uint64_t seed) {
-  effml::init_kaiming(vgg, seed);
-  effml::Rng rng(seed + 2000);
-  auto& features = dynamic_cast<Sequential&>(vgg[0]);
-  for (std::size_t i = 0; i < features.size(); ++i) {
-    auto* bn = dynamic_cast<effml::BatchNorm2d*>(&features[i]);
-    if (bn == nullptr) continue;
-    for (int64_t c = 0; c < bn->num_features(); ++c) {
-      bn->weight.value[c] = rng.uniform(0.5f, 1.5f);
-      bn->bias.value[c] = 0.3f * rng.normal();
-      bn->running_mean[c] = 0.5f * rng.normal();
-      bn->running_var[c] = rng.uniform(0.3f, 3.0f);
-    }
-  }
-  auto& classifier = dynamic_cast<effml::Linear&>(vgg[2]);
-  for (int64_t o = 0; o < classifier.bias.value.numel(); ++o) {
-    classifier.bias.value[o] = 0.1f * rng.normal();
-  }
-}
+// The batch norms of this file's random VGGs come from seed + kBnSalt.
+constexpr uint64_t kBnSalt = 2000;
 
-// Smallest and largest value of a float32 tensor, by a plain loop.
-lab2::ActivationRange range_of(const Tensor& t) {
-  const float* v = t.data();
-  lab2::ActivationRange r{v[0], v[0]};
-  for (int64_t k = 1; k < t.numel(); ++k) {
-    r.min = std::min(r.min, v[k]);
-    r.max = std::max(r.max, v[k]);
-  }
-  return r;
-}
-
-// Each ReLU output's range and the logits', all images in one pass, in evaluation mode.
-std::vector<lab2::ActivationRange> expected_ranges(Sequential& vgg, const Tensor& images) {
-  vgg.eval();
-  auto& features = dynamic_cast<Sequential&>(vgg[0]);
-  std::vector<lab2::ActivationRange> ranges;
-  Tensor x = images;
-  for (std::size_t i = 0; i < features.size(); ++i) {
-    x = features[i].forward(x);
-    if (dynamic_cast<effml::ReLU*>(&features[i]) != nullptr) ranges.push_back(range_of(x));
-  }
-  ranges.push_back(range_of(vgg[2].forward(vgg[1].forward(x))));
-  return ranges;
-}
 
 // Checks that two lists of ranges agree within a relative 1e-5 (another batching may sum a
 // conv in another order: measured up to 1.4e-7 relative).
@@ -315,7 +276,7 @@ TEST_CASE("hidden: fold_conv_bn errors on every argument", "[task10][hidden]") {
 TEST_CASE("hidden: calibrate_activation_ranges on a deeper VGG", "[task11][hidden]") {
   const std::vector<int64_t> cfg{4, 6, 0, 8, 0, 5, 0};
   auto model = effml::make_vgg(cfg);
-  randomize_vgg(*model, 21);
+  randomize_vgg(*model, 21, kBnSalt);
   effml::Rng rng(21);
   const Tensor images = Tensor::randn({5, 1, 28, 28}, rng);
   const auto want = expected_ranges(*model, images);
@@ -332,7 +293,7 @@ TEST_CASE("hidden: calibrate_activation_ranges keeps the extremes of every batch
           "[task11][hidden]") {
   const std::vector<int64_t> cfg{3, 0, 5, 0};
   auto model = effml::make_vgg(cfg);
-  randomize_vgg(*model, 22);
+  randomize_vgg(*model, 22, kBnSalt);
   effml::Rng rng(22);
   Tensor images = Tensor::randn({9, 1, 28, 28}, rng);
   for (int64_t k = 0; k < 784; ++k) {
@@ -353,7 +314,7 @@ TEST_CASE("hidden: calibrate_activation_ranges keeps the extremes of every batch
 // One image, in a batch of 1 and in a batch of 100.
 TEST_CASE("hidden: calibrate_activation_ranges on one image", "[task11][hidden]") {
   auto model = effml::make_vgg({5, 0, 3, 0});
-  randomize_vgg(*model, 23);
+  randomize_vgg(*model, 23, kBnSalt);
   effml::Rng rng(23);
   const Tensor image = Tensor::randn({1, 1, 28, 28}, rng);
   const auto want = expected_ranges(*model, image);
@@ -367,7 +328,7 @@ TEST_CASE("hidden: calibrate_activation_ranges sets every module to evaluation m
           "[task11][hidden]") {
   const std::vector<int64_t> cfg{3, 0, 5, 0};
   auto model = effml::make_vgg(cfg);
-  randomize_vgg(*model, 24);
+  randomize_vgg(*model, 24, kBnSalt);
   effml::Rng rng(24);
   const Tensor images = Tensor::randn({4, 1, 28, 28}, rng);
   const auto want = expected_ranges(*model, images);
@@ -384,7 +345,7 @@ TEST_CASE("hidden: calibrate_activation_ranges sets every module to evaluation m
 TEST_CASE("hidden: calibrate_activation_ranges rejects images of another size",
           "[task11][hidden]") {
   auto model = effml::make_vgg({3, 0, 5, 0});
-  randomize_vgg(*model, 25);
+  randomize_vgg(*model, 25, kBnSalt);
   effml::Rng rng(25);
   check_error_names(
       [&] { lab2::calibrate_activation_ranges(*model, Tensor::randn({2, 1, 20, 20}, rng), 2); }, "");
@@ -441,7 +402,7 @@ TEST_CASE("hidden: quantize_vgg matches its contract bit for bit", "[task12][hid
   for (std::size_t t = 0; t < cfgs.size(); ++t) {
     INFO("cfg " << t);
     auto model = effml::make_vgg(cfgs[t]);
-    randomize_vgg(*model, 30 + t);
+    randomize_vgg(*model, 30 + t, kBnSalt);
     effml::Rng rng(30 + t);
     std::vector<lab2::ActivationRange> ranges =
         expected_ranges(*model, Tensor::randn({6, 1, 28, 28}, rng));
@@ -463,7 +424,7 @@ TEST_CASE("hidden: quantize_vgg matches its contract bit for bit", "[task12][hid
 TEST_CASE("hidden: quantize_vgg names the layer whose multiplier is not below 1",
           "[task12][hidden]") {
   auto model = effml::make_vgg({3, 0, 5, 0});
-  randomize_vgg(*model, 31);
+  randomize_vgg(*model, 31, kBnSalt);
   effml::Rng rng(31);
   const std::vector<lab2::ActivationRange> ranges =
       expected_ranges(*model, Tensor::randn({4, 1, 28, 28}, rng));
@@ -477,7 +438,7 @@ TEST_CASE("hidden: quantize_vgg names the layer whose multiplier is not below 1"
 
 TEST_CASE("hidden: quantize_vgg with no ranges names the count it needs", "[task12][hidden]") {
   auto model = effml::make_vgg({4, 6, 0, 8, 0, 5, 0});
-  randomize_vgg(*model, 32);
+  randomize_vgg(*model, 32, kBnSalt);
   check_error_names([&] { lab2::quantize_vgg(*model, {}); }, "5");
 }
 
@@ -489,7 +450,7 @@ TEST_CASE("hidden: quantize_vgg with no ranges names the count it needs", "[task
 // 0.79 steps; allowed 5 and 1.2.
 TEST_CASE("hidden: a calibrated and quantized VGG tracks its fp32 logits", "[task12][task11][hidden]") {
   auto model = effml::make_vgg({8, 0, 12, 0, 16, 0});
-  randomize_vgg(*model, 33);
+  randomize_vgg(*model, 33, kBnSalt);
   effml::Rng rng(33);
   Tensor pixels({64, 1, 28, 28});
   for (int64_t k = 0; k < pixels.numel(); ++k) {
