@@ -75,8 +75,8 @@ struct Grading {
     double ptq_accuracy(Grading& g, int bits, const std::string& model_name) {
       auto it = ptq_accuracy_.find(bits);
       if (it != ptq_accuracy_.end()) return it->second;
-      auto copy = make_model(model_name, 0);
-      if (model_name == "vgg") copy = make_vgg(vgg_config(*model));
+      // A VGG baseline may have other widths than make_model's.
+      auto copy = model_name == "vgg" ? make_vgg(vgg_config(*model)) : make_model(model_name, 0);
       const auto src = model->named_parameters();
       const auto dst = copy->named_parameters();
       for (std::size_t i = 0; i < src.size(); ++i) {

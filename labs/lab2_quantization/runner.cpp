@@ -1009,8 +1009,8 @@ void run_deep_compression(const std::string& in_path, const std::string& out_pat
   effml::DeepCompressedModel out;
   for (DcWeight& d : weights) {
     const int32_t k = static_cast<int32_t>(d.codebook.centroids.numel());
-    Tensor labels = Tensor::full(d.param->value.shape(), 0.0f).to(DType::Int32);
-    for (int64_t i = 0; i < labels.numel(); ++i) labels.data_i32()[i] = -1;
+    Tensor labels(d.param->value.shape(), DType::Int32);  // -1: pruned
+    std::fill_n(labels.data_i32(), labels.numel(), -1);
     for (std::size_t i = 0; i < d.kept.size(); ++i) {
       labels.data_i32()[d.kept[i]] = d.codebook.labels.data_i32()[i];
     }
