@@ -1,6 +1,13 @@
 #include "effml/layers/activation.h"
 
+#include "../parallel_for.h"
+
 namespace effml {
+
+namespace {
+// Below this many elements a parallel region costs more than it saves.
+constexpr int64_t kParallelMin = int64_t{1} << 16;
+}  // namespace
 
 // Backward needs only where y > 0 (exactly where x > 0), so a training-mode forward caches that
 // mask, one byte per element, in y_ (an int8 tensor of y's shape), instead of a copy of y: a
@@ -14,19 +21,25 @@ Tensor ReLU::forward(const Tensor& x) {
   const int64_t n = x.numel();
   if (!training_) {
     y_ = Tensor();
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-    for (int64_t i = 0; i < n; ++i) py[i] = px[i] > 0.0f ? px[i] : 0.0f;
+    parallel_for(n, n > kParallelMin, [px, py](int64_t begin, int64_t end) {
+#pragma omp simd
+      for (int64_t i = begin; i < end; ++i) py[i] = px[i] > 0.0f ? px[i] : 0.0f;
+    });
     return y;
   }
   if (y_.dtype() != DType::Int8 || y_.shape() != x.shape())
     y_ = Tensor::empty(x.shape(), DType::Int8);
   int8_t* positive = y_.data_i8();
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) {
-    const bool p = px[i] > 0.0f;
-    py[i] = p ? px[i] : 0.0f;
-    positive[i] = static_cast<int8_t>(p);
-  }
+  // The pointers are captured by value: a store through int8_t* may alias anything, captured
+  // references included, which keeps a loop from vectorizing.
+  parallel_for(n, n > kParallelMin, [px, py, positive](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) {
+      const bool p = px[i] > 0.0f;
+      py[i] = p ? px[i] : 0.0f;
+      positive[i] = static_cast<int8_t>(p);
+    }
+  });
   return y;
 }
 
@@ -37,8 +50,10 @@ Tensor ReLU::backward(const Tensor& dy) {
   const float* pdy = dy.data();
   float* pdx = dx.data();
   const int64_t n = dy.numel();
-#pragma omp parallel for schedule(static) if (n > (1 << 16))
-  for (int64_t i = 0; i < n; ++i) pdx[i] = positive[i] ? pdy[i] : 0.0f;
+  parallel_for(n, n > kParallelMin, [positive, pdy, pdx](int64_t begin, int64_t end) {
+#pragma omp simd
+    for (int64_t i = begin; i < end; ++i) pdx[i] = positive[i] ? pdy[i] : 0.0f;
+  });
   return dx;
 }
 

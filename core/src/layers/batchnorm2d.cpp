@@ -3,6 +3,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "../parallel_for.h"
+
 // Shape letters: N batch, C channels, HW = H * W pixels of one plane; m = N * HW values per
 // channel.
 // Element (n, c, p) sits at (n * C + c) * HW + p. Channels are independent, so the loops over c
@@ -57,50 +59,55 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
   float* py = y.data();
   float* ph = xhat.data();
   const bool batch = training_;
+  float* pinv = invstd.data();
 
-#pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
-  for (int64_t c = 0; c < C; ++c) {
-    double mean, var;
-    if (batch) {
-      // Two passes in double: the mean, then the centred sum of squares (no cancellation).
-      // `omp simd reduction` lets the sums run in vector lanes (a fixed order: deterministic).
-      double s = 0.0;
-      for (int64_t n = 0; n < N; ++n) {
-        const float* xp = px + (n * C + c) * HW;
+  // Captures by value (pointers and sizes): the sizes and pointers stay in registers, and the
+  // loops over HW vectorize as they are written (through captured references GCC vectorized the
+  // sums over n with gathers instead, 4x slower).
+  parallel_for(C, x.numel() > kParallelMin, [=](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      double mean, var;
+      if (batch) {
+        // Two passes in double: the mean, then the centred sum of squares (no cancellation).
+        // `omp simd reduction` lets the sums run in vector lanes (a fixed order: deterministic).
+        double s = 0.0;
+        for (int64_t n = 0; n < N; ++n) {
+          const float* xp = px + (n * C + c) * HW;
 #pragma omp simd reduction(+ : s)
-        for (int64_t p = 0; p < HW; ++p) s += xp[p];
-      }
-      mean = s / static_cast<double>(m);
-      double ss = 0.0;
-      for (int64_t n = 0; n < N; ++n) {
-        const float* xp = px + (n * C + c) * HW;
+          for (int64_t p = 0; p < HW; ++p) s += xp[p];
+        }
+        mean = s / static_cast<double>(m);
+        double ss = 0.0;
+        for (int64_t n = 0; n < N; ++n) {
+          const float* xp = px + (n * C + c) * HW;
 #pragma omp simd reduction(+ : ss)
+          for (int64_t p = 0; p < HW; ++p) {
+            const double d = xp[p] - mean;
+            ss += d * d;
+          }
+        }
+        var = ss / static_cast<double>(m);  // biased: used to normalize
+        const double unbiased = ss / static_cast<double>(m - 1);
+        const double a = momentum_;
+        rmean[c] = static_cast<float>((1.0 - a) * rmean[c] + a * mean);
+        rvar[c] = static_cast<float>((1.0 - a) * rvar[c] + a * unbiased);
+      } else {
+        mean = rmean[c];
+        var = rvar[c];
+      }
+      const float inv = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps_)));
+      const float mu = static_cast<float>(mean);
+      pinv[c] = inv;
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t off = (n * C + c) * HW;
         for (int64_t p = 0; p < HW; ++p) {
-          const double d = xp[p] - mean;
-          ss += d * d;
+          const float h = (px[off + p] - mu) * inv;
+          ph[off + p] = h;
+          py[off + p] = gamma[c] * h + beta[c];
         }
       }
-      var = ss / static_cast<double>(m);  // biased: used to normalize
-      const double unbiased = ss / static_cast<double>(m - 1);
-      const double a = momentum_;
-      rmean[c] = static_cast<float>((1.0 - a) * rmean[c] + a * mean);
-      rvar[c] = static_cast<float>((1.0 - a) * rvar[c] + a * unbiased);
-    } else {
-      mean = rmean[c];
-      var = rvar[c];
     }
-    const float inv = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps_)));
-    const float mu = static_cast<float>(mean);
-    invstd[static_cast<std::size_t>(c)] = inv;
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t off = (n * C + c) * HW;
-      for (int64_t p = 0; p < HW; ++p) {
-        const float h = (px[off + p] - mu) * inv;
-        ph[off + p] = h;
-        py[off + p] = gamma[c] * h + beta[c];
-      }
-    }
-  }
+  });
   xhat_ = std::move(xhat);
   invstd_ = std::move(invstd);
   batch_stats_ = batch;
@@ -121,37 +128,41 @@ Tensor BatchNorm2d::backward(const Tensor& dy) {
   float* dbeta = bias.grad.data();
   float* pdx = want_dx ? dx.data() : nullptr;
 
-#pragma omp parallel for schedule(static) if (dy.numel() > kParallelMin)
-  for (int64_t c = 0; c < C; ++c) {
-    double sum_dy = 0.0, sum_dy_h = 0.0;
-    for (int64_t n = 0; n < N; ++n) {
-      const int64_t off = (n * C + c) * HW;
+  const float* pinv = invstd_.data();
+  const bool batch = batch_stats_;
+
+  parallel_for(C, dy.numel() > kParallelMin, [=](int64_t begin, int64_t end) {  // see forward
+    for (int64_t c = begin; c < end; ++c) {
+      double sum_dy = 0.0, sum_dy_h = 0.0;
+      for (int64_t n = 0; n < N; ++n) {
+        const int64_t off = (n * C + c) * HW;
 #pragma omp simd reduction(+ : sum_dy, sum_dy_h)
-      for (int64_t p = 0; p < HW; ++p) {
-        sum_dy += pdy[off + p];
-        sum_dy_h += static_cast<double>(pdy[off + p]) * ph[off + p];
+        for (int64_t p = 0; p < HW; ++p) {
+          sum_dy += pdy[off + p];
+          sum_dy_h += static_cast<double>(pdy[off + p]) * ph[off + p];
+        }
+      }
+      dgamma[c] += static_cast<float>(sum_dy_h);
+      dbeta[c] += static_cast<float>(sum_dy);
+      if (!want_dx) continue;
+      const float k = gamma[c] * pinv[c];
+      if (batch) {
+        // dx = k * (dy - mean(dy) - xhat * mean(dy * xhat))
+        const float mean_dy = static_cast<float>(sum_dy / m);
+        const float mean_dy_h = static_cast<float>(sum_dy_h / m);
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t off = (n * C + c) * HW;
+          for (int64_t p = 0; p < HW; ++p)
+            pdx[off + p] = k * (pdy[off + p] - mean_dy - ph[off + p] * mean_dy_h);
+        }
+      } else {
+        for (int64_t n = 0; n < N; ++n) {
+          const int64_t off = (n * C + c) * HW;
+          for (int64_t p = 0; p < HW; ++p) pdx[off + p] = k * pdy[off + p];
+        }
       }
     }
-    dgamma[c] += static_cast<float>(sum_dy_h);
-    dbeta[c] += static_cast<float>(sum_dy);
-    if (!want_dx) continue;
-    const float k = gamma[c] * invstd_[static_cast<std::size_t>(c)];
-    if (batch_stats_) {
-      // dx = k * (dy - mean(dy) - xhat * mean(dy * xhat))
-      const float mean_dy = static_cast<float>(sum_dy / m);
-      const float mean_dy_h = static_cast<float>(sum_dy_h / m);
-      for (int64_t n = 0; n < N; ++n) {
-        const int64_t off = (n * C + c) * HW;
-        for (int64_t p = 0; p < HW; ++p)
-          pdx[off + p] = k * (pdy[off + p] - mean_dy - ph[off + p] * mean_dy_h);
-      }
-    } else {
-      for (int64_t n = 0; n < N; ++n) {
-        const int64_t off = (n * C + c) * HW;
-        for (int64_t p = 0; p < HW; ++p) pdx[off + p] = k * pdy[off + p];
-      }
-    }
-  }
+  });
   return dx;
 }
 

@@ -6,6 +6,7 @@
 
 #include "effml/gemm.h"
 #include "effml/parallel.h"
+#include "../parallel_for.h"
 
 // xsimd, the SIMD layer of xtensor, gives the register tiles below one portable vector type
 // (16 floats with AVX-512, 8 with AVX2, 4 with SSE or NEON).
@@ -14,10 +15,6 @@
 #define EFFML_CONV_XSIMD 1
 #else
 #define EFFML_CONV_XSIMD 0
-#endif
-
-#ifdef _OPENMP
-#include <omp.h>
 #endif
 
 // Shape letters: N batch, C input channels of one group (Cin/G), F output channels of one group
@@ -35,30 +32,6 @@ namespace {
 // Samples are spread over threads only when the whole call has at least this many multiply-adds:
 // below it, starting the threads costs more than it saves (and much more on a loaded machine).
 constexpr int64_t kParallelMinMacs = int64_t{1} << 17;
-
-int thread_id() {
-#ifdef _OPENMP
-  return omp_get_thread_num();
-#else
-  return 0;
-#endif
-}
-
-int team_size() {
-#ifdef _OPENMP
-  return omp_get_num_threads();
-#else
-  return 1;
-#endif
-}
-
-// Samples [begin, end) of this thread: contiguous chunks in thread order, so that a fixed thread
-// count always gives each thread the same samples (and the same partial sums).
-void thread_chunk(int64_t N, int64_t& begin, int64_t& end) {
-  const int64_t t = thread_id(), T = team_size();
-  begin = N * t / T;
-  end = N * (t + 1) / T;
-}
 
 // Output positions o in [lo, hi) whose input position o*S - P + k lies inside [0, size).
 void valid_range(int64_t out_size, int64_t in_size, int64_t S, int64_t P, int64_t k, int64_t& lo,
@@ -674,11 +647,7 @@ Tensor Conv2d::forward(const Tensor& x) {
   }
   const DepthwiseDims dd{out_, F, H, W, K, S, P, OH, OW};
 
-#pragma omp parallel if (parallel)
-  {
-    const int tid = thread_id();
-    int64_t begin, end;
-    thread_chunk(N, begin, end);
+  parallel_chunks(N, parallel, [&](int tid, int64_t begin, int64_t end) {
     if (low == Lowering::Wide) {
       for (int64_t n = begin; n < end;) {
         const bool v = use_gv && end - n >= kVec;  // a block of kVec samples, or of one
@@ -738,7 +707,7 @@ Tensor Conv2d::forward(const Tensor& x) {
           }
       }
     }
-  }
+  });
   // Only a training-mode forward leaves an input for backward; an evaluation-mode one drops any
   // older input, so that a backward after it fails instead of using a stale one.
   x_ = training_ ? x : Tensor();
@@ -810,13 +779,7 @@ Tensor Conv2d::backward(const Tensor& dy) {
   const int64_t Fr = low == Lowering::Wide ? Fp : F, Tr = low == Lowering::Wide ? Q : T;
   const DepthwiseDims dd{out_, F, H, W, K, S, P, OH, OW};
   [[maybe_unused]] const bool parallel = N > 1 && macs(x_.shape()) >= kParallelMinMacs;
-  int team = 1;
-#pragma omp parallel if (parallel)
-  {
-    const int tid = thread_id();
-    if (tid == 0) team = team_size();
-    int64_t begin, end;
-    thread_chunk(N, begin, end);
+  const int team = parallel_chunks(N, parallel, [&](int tid, int64_t begin, int64_t end) {
     float* dw = scratch(tid, kWeightGrad, G * Fr * Tr);
     std::fill(dw, dw + G * Fr * Tr, 0.0f);
     if (low == Lowering::Wide) {
@@ -912,7 +875,7 @@ Tensor Conv2d::backward(const Tensor& dy) {
         }
       }
     }
-  }
+  });
   float* gw = weight.grad.data();
   for (int t = 0; t < team; ++t) {
     const float* dw = scratch(t, kWeightGrad, G * Fr * Tr);

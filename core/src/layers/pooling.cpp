@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "../parallel_for.h"
+
 // Shape letters: N batch, C channels, H x W input plane, OH x OW output plane, K window size,
 // S stride, P padding. Every (n, c) plane is independent: the loops over planes run in parallel.
 
@@ -10,7 +12,8 @@ namespace effml {
 
 namespace {
 
-// Below this many elements a parallel region costs more than it saves.
+// Below this many elements a parallel region costs more than it saves. The loops below capture
+// sizes and pointers by value: through captured references GCC may vectorize the wrong loop.
 constexpr int64_t kParallelMin = 1 << 15;
 
 void check_pool_args(const char* name, int64_t k, int64_t s, int64_t p) {
@@ -115,38 +118,40 @@ Tensor MaxPool2d::forward(const Tensor& x) {
   for (std::size_t o = 0; o < corner.size(); ++o)
     corner[o] = static_cast<int32_t>(2 * (static_cast<int64_t>(o) / OW) * W +
                                      2 * (static_cast<int64_t>(o) % OW));
+  const int32_t* pc = corner.data();
 
-#pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
-  for (int64_t q = 0; q < planes; ++q) {
-    const float* xp = px + q * H * W;
-    float* yp = py + q * OH * OW;
-    int32_t* ap = pa ? pa + q * OH * OW : nullptr;
-    if (two_by_two) {
-      if (ap)
-        max_pool_2x2<true>(xp, W, corner.data(), OH * OW, yp, ap);
-      else
-        max_pool_2x2<false>(xp, W, corner.data(), OH * OW, yp, nullptr);
-      continue;
-    }
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      const int64_t h0 = std::max<int64_t>(oh * S - P, 0), h1 = std::min(oh * S - P + K, H);
-      for (int64_t ow = 0; ow < OW; ++ow) {
-        const int64_t w0 = std::max<int64_t>(ow * S - P, 0), w1 = std::min(ow * S - P + K, W);
-        // As PyTorch: start from the window's first inside position (P <= K/2 guarantees one).
-        int64_t best = h0 * W + w0;
-        float v = xp[best];
-        for (int64_t ih = h0; ih < h1; ++ih)
-          for (int64_t iw = w0; iw < w1; ++iw) {
-            const float val = xp[ih * W + iw];
-            const bool take = replaces(val, v);
-            v = take ? val : v;
-            best = take ? ih * W + iw : best;
-          }
-        yp[oh * OW + ow] = v;
-        if (ap) ap[oh * OW + ow] = static_cast<int32_t>(best);
+  parallel_for(planes, x.numel() > kParallelMin, [=](int64_t begin, int64_t end) {
+    for (int64_t q = begin; q < end; ++q) {
+      const float* xp = px + q * H * W;
+      float* yp = py + q * OH * OW;
+      int32_t* ap = pa ? pa + q * OH * OW : nullptr;
+      if (two_by_two) {
+        if (ap)
+          max_pool_2x2<true>(xp, W, pc, OH * OW, yp, ap);
+        else
+          max_pool_2x2<false>(xp, W, pc, OH * OW, yp, nullptr);
+        continue;
+      }
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        const int64_t h0 = std::max<int64_t>(oh * S - P, 0), h1 = std::min(oh * S - P + K, H);
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          const int64_t w0 = std::max<int64_t>(ow * S - P, 0), w1 = std::min(ow * S - P + K, W);
+          // As PyTorch: start from the window's first inside position (P <= K/2 guarantees one).
+          int64_t best = h0 * W + w0;
+          float v = xp[best];
+          for (int64_t ih = h0; ih < h1; ++ih)
+            for (int64_t iw = w0; iw < w1; ++iw) {
+              const float val = xp[ih * W + iw];
+              const bool take = replaces(val, v);
+              v = take ? val : v;
+              best = take ? ih * W + iw : best;
+            }
+          yp[oh * OW + ow] = v;
+          if (ap) ap[oh * OW + ow] = static_cast<int32_t>(best);
+        }
       }
     }
-  }
+  });
   in_shape_ = x.shape();
   return y;
 }
@@ -161,9 +166,10 @@ Tensor MaxPool2d::backward(const Tensor& dy) {
   const float* pdy = dy.data();
   const int32_t* pa = argmax_.data();
   float* pdx = dx.data();
-#pragma omp parallel for schedule(static) if (dx.numel() > kParallelMin)
-  for (int64_t q = 0; q < planes; ++q)
-    for (int64_t o = q * OHW; o < (q + 1) * OHW; ++o) pdx[q * HW + pa[o]] += pdy[o];
+  parallel_for(planes, dx.numel() > kParallelMin, [=](int64_t begin, int64_t end) {
+    for (int64_t q = begin; q < end; ++q)
+      for (int64_t o = q * OHW; o < (q + 1) * OHW; ++o) pdx[q * HW + pa[o]] += pdy[o];
+  });
   return dx;
 }
 
@@ -192,24 +198,25 @@ Tensor AvgPool2d::forward(const Tensor& x) {
   float* py = y.data();
   // One output row at a time, window position by window position: the innermost loop runs along
   // the row and vectorizes.
-#pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
-  for (int64_t q = 0; q < planes; ++q) {
-    const float* xp = px + q * H * W;
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      float* yrow = py + (q * OH + oh) * OW;
-      for (int64_t kh = 0; kh < K; ++kh) {
-        const int64_t ih = oh * S - P + kh;
-        if (ih < 0 || ih >= H) continue;
-        for (int64_t kw = 0; kw < K; ++kw) {
-          int64_t lo, hi;
-          valid_cols(OW, W, S, P, kw, lo, hi);
-          const float* src = xp + ih * W - P + kw;  // src[ow*S] is x[ih, ow*S - P + kw]
-          for (int64_t ow = lo; ow < hi; ++ow) yrow[ow] += src[ow * S];
+  parallel_for(planes, x.numel() > kParallelMin, [=](int64_t begin, int64_t end) {
+    for (int64_t q = begin; q < end; ++q) {
+      const float* xp = px + q * H * W;
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        float* yrow = py + (q * OH + oh) * OW;
+        for (int64_t kh = 0; kh < K; ++kh) {
+          const int64_t ih = oh * S - P + kh;
+          if (ih < 0 || ih >= H) continue;
+          for (int64_t kw = 0; kw < K; ++kw) {
+            int64_t lo, hi;
+            valid_cols(OW, W, S, P, kw, lo, hi);
+            const float* src = xp + ih * W - P + kw;  // src[ow*S] is x[ih, ow*S - P + kw]
+            for (int64_t ow = lo; ow < hi; ++ow) yrow[ow] += src[ow * S];
+          }
         }
+        for (int64_t ow = 0; ow < OW; ++ow) yrow[ow] *= scale;
       }
-      for (int64_t ow = 0; ow < OW; ++ow) yrow[ow] *= scale;
     }
-  }
+  });
   in_shape_ = x.shape();
   return y;
 }
@@ -226,23 +233,24 @@ Tensor AvgPool2d::backward(const Tensor& dy) {
   Tensor dx(in_shape_);
   const float* pdy = dy.data();
   float* pdx = dx.data();
-#pragma omp parallel for schedule(static) if (dx.numel() > kParallelMin)
-  for (int64_t q = 0; q < planes; ++q) {
-    float* dxp = pdx + q * H * W;
-    for (int64_t oh = 0; oh < OH; ++oh) {
-      const float* g = pdy + (q * OH + oh) * OW;
-      for (int64_t kh = 0; kh < K; ++kh) {
-        const int64_t ih = oh * S - P + kh;
-        if (ih < 0 || ih >= H) continue;
-        for (int64_t kw = 0; kw < K; ++kw) {
-          int64_t lo, hi;
-          valid_cols(OW, W, S, P, kw, lo, hi);
-          float* dst = dxp + ih * W - P + kw;  // dst[ow*S] is dx[ih, ow*S - P + kw]
-          for (int64_t ow = lo; ow < hi; ++ow) dst[ow * S] += g[ow] * scale;
+  parallel_for(planes, dx.numel() > kParallelMin, [=](int64_t begin, int64_t end) {
+    for (int64_t q = begin; q < end; ++q) {
+      float* dxp = pdx + q * H * W;
+      for (int64_t oh = 0; oh < OH; ++oh) {
+        const float* g = pdy + (q * OH + oh) * OW;
+        for (int64_t kh = 0; kh < K; ++kh) {
+          const int64_t ih = oh * S - P + kh;
+          if (ih < 0 || ih >= H) continue;
+          for (int64_t kw = 0; kw < K; ++kw) {
+            int64_t lo, hi;
+            valid_cols(OW, W, S, P, kw, lo, hi);
+            float* dst = dxp + ih * W - P + kw;  // dst[ow*S] is dx[ih, ow*S - P + kw]
+            for (int64_t ow = lo; ow < hi; ++ow) dst[ow * S] += g[ow] * scale;
+          }
         }
       }
     }
-  }
+  });
   return dx;
 }
 
@@ -260,12 +268,13 @@ Tensor GlobalAvgPool2d::forward(const Tensor& x) {
   Tensor y(os);
   const float* px = x.data();
   float* py = y.data();
-#pragma omp parallel for schedule(static) if (x.numel() > kParallelMin)
-  for (int64_t q = 0; q < planes; ++q) {
-    float s = 0.0f;
-    for (int64_t p = 0; p < HW; ++p) s += px[q * HW + p];
-    py[q] = s / static_cast<float>(HW);
-  }
+  parallel_for(planes, x.numel() > kParallelMin, [=](int64_t begin, int64_t end) {
+    for (int64_t q = begin; q < end; ++q) {
+      float s = 0.0f;
+      for (int64_t p = 0; p < HW; ++p) s += px[q * HW + p];
+      py[q] = s / static_cast<float>(HW);
+    }
+  });
   in_shape_ = x.shape();
   return y;
 }
@@ -279,11 +288,12 @@ Tensor GlobalAvgPool2d::backward(const Tensor& dy) {
   Tensor dx(in_shape_);
   const float* pdy = dy.data();
   float* pdx = dx.data();
-#pragma omp parallel for schedule(static) if (dx.numel() > kParallelMin)
-  for (int64_t q = 0; q < planes; ++q) {
-    const float g = pdy[q] * scale;
-    for (int64_t p = 0; p < HW; ++p) pdx[q * HW + p] = g;
-  }
+  parallel_for(planes, dx.numel() > kParallelMin, [=](int64_t begin, int64_t end) {
+    for (int64_t q = begin; q < end; ++q) {
+      const float g = pdy[q] * scale;
+      for (int64_t p = 0; p < HW; ++p) pdx[q * HW + p] = g;
+    }
+  });
   return dx;
 }
 
