@@ -6,9 +6,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
+// GCC 12 reports a false -Warray-bounds inside xtensor's small vector (svector::insert, from
+// xsort.hpp's get_permutations), or not, depending on what else this file inlines.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Warray-bounds"
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xmath.hpp>
 #include <xtensor/xsort.hpp>
+#pragma GCC diagnostic pop
 
 #include "effml/rng.h"
 
@@ -61,12 +66,22 @@ std::string shape_str(const Shape& shape) {
 }
 
 int64_t shape_numel(const Shape& shape) {
+  // The sizes other than 0 must multiply to at most 2^60, even when a 0 makes the count 0: then
+  // no product of sizes overflows, and neither does a byte count (at most 8 bytes an element).
+  constexpr int64_t kMaxProduct = int64_t{1} << 60;
   int64_t n = 1;
+  bool zero = false;
   for (int64_t d : shape) {
     EFFML_CHECK(d >= 0, "negative dimension in shape " << shape_str(shape));
+    if (d == 0) {
+      zero = true;
+      continue;
+    }
+    EFFML_CHECK(n <= kMaxProduct / d,
+                "shape " << shape_str(shape) << " is too large: its sizes multiply past 2^60");
     n *= d;
   }
-  return n;
+  return zero ? 0 : n;
 }
 
 // ---- construction ------------------------------------------------------------------------

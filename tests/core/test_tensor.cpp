@@ -19,6 +19,14 @@ TEST_CASE("tensor: construction, shape and dtype", "[tensor]") {
   CHECK_THROWS_WITH(q.data(), Catch::Contains("int8") && Catch::Contains("(4,)"));
   CHECK_THROWS_WITH(Tensor({2, 2}, std::vector<float>{1, 2, 3}),
                     Catch::Contains("(2, 2)") && Catch::Contains("got 3"));
+  // Sizes whose product would overflow int64_t (2^70 here, which wraps to 0) are refused by
+  // name, not turned into a small or empty tensor; so are negative sizes.
+  const int64_t big = int64_t{1} << 35;
+  CHECK_THROWS_WITH(Tensor({big, big}), Catch::Contains("(34359738368, 34359738368)") &&
+                                            Catch::Contains("too large"));
+  CHECK_THROWS_WITH(Tensor({big, big, 0}), Catch::Contains("too large"));
+  CHECK_THROWS_WITH(Tensor({2, -1}), Catch::Contains("negative") && Catch::Contains("(2, -1)"));
+  CHECK(Tensor({big, 0}).numel() == 0);
 }
 
 TEST_CASE("tensor: copies are deep, moves are cheap", "[tensor]") {
