@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds (build.sh), runs every test with ctest, then builds the docs with Doxygen warnings as
 # errors. Exits non-zero when the build, any test or the docs fail. Extra arguments go to ctest,
-# e.g. `bash scripts/test.sh -R core/` or `bash scripts/test.sh -L grader`.
+# e.g. `bash scripts/test.sh -R core/`, `bash scripts/test.sh -L grader` or `-LE slow` (quick).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
