@@ -29,6 +29,7 @@
 #include "error_checks.h"
 #include "lab2.h"
 #include "multi_index.h"
+#include "tests/part34_support.h"
 #include "tensor_checks.h"
 
 namespace {
@@ -38,48 +39,11 @@ using effml::Tensor;
 using effml::testing::check_error_names;
 using effml::testing::check_exact;
 using effml::testing::multi_index;
-
-// Task 13's contract written out: r / S in float32, rounded with std::nearbyint, plus Z, then
-// clamped; the fake value S (q - Z) in float32.
-Tensor contract_fake(const Tensor& r, int bits, float scale, int32_t zero_point) {
-  const int64_t qmin = -(int64_t{1} << (bits - 1)), qmax = (int64_t{1} << (bits - 1)) - 1;
-  Tensor out(r.shape());
-  for (int64_t i = 0; i < r.numel(); ++i) {
-    const double level = static_cast<double>(std::nearbyint(r[i] / scale)) + zero_point;
-    const int64_t q = static_cast<int64_t>(std::clamp(level, static_cast<double>(qmin),
-                                                      static_cast<double>(qmax)));
-    out[i] = static_cast<float>(q - zero_point) * scale;
-  }
-  return out;
-}
-
-// The straight-through gradient by its contract: grad where round(r / S) + Z lies in
-// [qmin, qmax], else 0.
-Tensor contract_grad(const Tensor& grad, const Tensor& r, int bits, float scale,
-                     int32_t zero_point) {
-  const double qmin = -std::ldexp(1.0, bits - 1), qmax = std::ldexp(1.0, bits - 1) - 1;
-  Tensor out(r.shape());
-  for (int64_t i = 0; i < r.numel(); ++i) {
-    const double level = static_cast<double>(std::nearbyint(r[i] / scale)) + zero_point;
-    out[i] = level >= qmin && level <= qmax ? grad[i] : 0.0f;
-  }
-  return out;
-}
-
-Tensor i32(const effml::Shape& shape, const std::vector<int32_t>& v) {
-  return Tensor::from_i32(shape, v);
-}
-
-// The dense weight that `labels` stand for when centroid j is j + 1 (non-zero and distinct, so a
-// misplaced entry shows): labels[p] + 1 at a kept position, 0 at a pruned one.
-Tensor dense_of_labels(const Tensor& labels) {
-  Tensor w(labels.shape());
-  for (int64_t p = 0; p < labels.numel(); ++p) {
-    const int32_t l = labels.data_i32()[p];
-    w[p] = l >= 0 ? static_cast<float>(l + 1) : 0.0f;
-  }
-  return w;
-}
+using lab2_tests::contract_fake;
+using lab2_tests::contract_grad;
+using lab2_tests::dense_of_labels;
+using lab2_tests::i32;
+using lab2_tests::optimal_cost;
 
 // The weight that the entries of `r` describe, decoded by the core (effml::decode_weight), with
 // centroid j equal to j + 1.
@@ -93,27 +57,6 @@ Tensor decode_entries(const lab2::RelativeIndices& r, const effml::Shape& shape,
   c.gaps.assign(r.gaps.data_i32(), r.gaps.data_i32() + r.gaps.numel());
   c.symbols.assign(r.symbols.data_i32(), r.symbols.data_i32() + r.symbols.numel());
   return effml::decode_weight(c);
-}
-
-// The cost sum_s counts[s] * length[s] of an optimal prefix code, by the textbook construction
-// with a min-priority queue: the cost is the sum of the weights of the merged nodes. One used
-// symbol costs its count (a 1-bit code); none costs 0.
-int64_t optimal_cost(const std::vector<int64_t>& counts) {
-  std::priority_queue<int64_t, std::vector<int64_t>, std::greater<int64_t>> heap;
-  for (int64_t c : counts) {
-    if (c > 0) heap.push(c);
-  }
-  if (heap.size() == 1) return heap.top();
-  int64_t cost = 0;
-  while (heap.size() > 1) {
-    const int64_t a = heap.top();
-    heap.pop();
-    const int64_t b = heap.top();
-    heap.pop();
-    cost += a + b;
-    heap.push(a + b);
-  }
-  return cost;
 }
 
 int64_t cost_of(const std::vector<int64_t>& counts, const std::vector<uint8_t>& lengths) {

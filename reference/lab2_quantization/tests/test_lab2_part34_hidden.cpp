@@ -39,6 +39,7 @@
 #include "error_checks.h"
 #include "lab2.h"
 #include "multi_index.h"
+#include "tests/part34_support.h"
 #include "tensor_checks.h"
 
 namespace {
@@ -48,37 +49,13 @@ using effml::Tensor;
 using effml::testing::check_error_names;
 using effml::testing::check_exact;
 using effml::testing::multi_index;
-
-// `got` has `expected`'s shape, dtype and values exactly; the message names the first
-// differing element.
-int64_t qmin_bits(int bits) { return -(int64_t{1} << (bits - 1)); }
-int64_t qmax_bits(int bits) { return (int64_t{1} << (bits - 1)) - 1; }
-
-// Task 13 (a) by its contract: level = nearbyint(r / S) (float32 quotient) + Z, clamped;
-// S (q - Z) in float32.
-Tensor contract_fake(const Tensor& r, int bits, float scale, int32_t zero_point) {
-  Tensor out(r.shape());
-  for (int64_t i = 0; i < r.numel(); ++i) {
-    const double level = static_cast<double>(std::nearbyint(r[i] / scale)) + zero_point;
-    const double q = std::clamp(level, static_cast<double>(qmin_bits(bits)),
-                                static_cast<double>(qmax_bits(bits)));
-    out[i] = static_cast<float>(static_cast<int64_t>(q) - zero_point) * scale;
-  }
-  return out;
-}
-
-// Task 13 (b) by its contract: the gradient where the level is in range, else 0.
-Tensor contract_grad(const Tensor& grad, const Tensor& r, int bits, float scale,
-                     int32_t zero_point) {
-  Tensor out(r.shape());
-  for (int64_t i = 0; i < r.numel(); ++i) {
-    const double level = static_cast<double>(std::nearbyint(r[i] / scale)) + zero_point;
-    const bool inside = level >= static_cast<double>(qmin_bits(bits)) &&
-                        level <= static_cast<double>(qmax_bits(bits));
-    out[i] = inside ? grad[i] : 0.0f;
-  }
-  return out;
-}
+using lab2_tests::contract_fake;
+using lab2_tests::contract_grad;
+using lab2_tests::dense_of_labels;
+using lab2_tests::i32;
+using lab2_tests::optimal_cost;
+using lab2_tests::qmax_bits;
+using lab2_tests::qmin_bits;
 
 // Task 14 by its contract: S_c = max |w_c| / qmax in float32 (1 for a channel of zeros), then
 // clamp(nearbyint(w / S_c)) S_c.
@@ -97,22 +74,8 @@ Tensor contract_per_channel(const Tensor& w, int bits) {
   return fake;
 }
 
-Tensor i32(const effml::Shape& shape, const std::vector<int32_t>& v) {
-  return Tensor::from_i32(shape, v);
-}
-
 std::vector<int32_t> values_of(const Tensor& t) {
   return {t.data_i32(), t.data_i32() + t.numel()};
-}
-
-// Labels as a dense weight with centroid j = j + 1: labels[p] + 1 where kept, 0 where pruned.
-Tensor dense_of_labels(const Tensor& labels) {
-  Tensor w(labels.shape());
-  for (int64_t p = 0; p < labels.numel(); ++p) {
-    const int32_t l = labels.data_i32()[p];
-    w[p] = l >= 0 ? static_cast<float>(l + 1) : 0.0f;
-  }
-  return w;
 }
 
 // The two-queue rule of lab2.h, computed differently: keep every tree still to merge in one
@@ -169,25 +132,6 @@ std::vector<int> two_queue_by_scan(const std::vector<int64_t>& counts) {
     lengths[static_cast<std::size_t>(symbol_of_leaf[leaf])] = depth;
   }
   return lengths;
-}
-
-// The optimal cost by a min-priority queue (the sum of the merged weights).
-int64_t optimal_cost(const std::vector<int64_t>& counts) {
-  std::priority_queue<int64_t, std::vector<int64_t>, std::greater<int64_t>> heap;
-  for (int64_t c : counts) {
-    if (c > 0) heap.push(c);
-  }
-  if (heap.size() == 1) return heap.top();
-  int64_t cost = 0;
-  while (heap.size() > 1) {
-    const int64_t a = heap.top();
-    heap.pop();
-    const int64_t b = heap.top();
-    heap.pop();
-    cost += a + b;
-    heap.push(a + b);
-  }
-  return cost;
 }
 
 std::vector<int> as_ints(const std::vector<uint8_t>& v) { return {v.begin(), v.end()}; }
