@@ -3,15 +3,29 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <iomanip>
 #include <utility>
+
+// With AVX-512 VNNI (vpdpbusd: four u8 x s8 products summed into each int32 lane) the
+// convolutions take the kernel of conv3x3_image_vnni; elsewhere the portable one of
+// conv3x3_image. Both compute the same int32 sums exactly.
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#define EFFML_INT8_VNNI 1
+#else
+#define EFFML_INT8_VNNI 0
+#endif
 
 #include "effml/error.h"
 #include "effml/safetensors.h"
 
 namespace effml {
 
-int32_t requantize(int32_t acc, int32_t multiplier, int32_t shift) {
+namespace {
+
+// requantize() itself, inlined into the kernels' loops.
+inline int32_t requantize_inline(int32_t acc, int32_t multiplier, int32_t shift) {
   // Saturating rounding doubling high multiply: (acc * M0 + 2^30) / 2^31, halves up. The only
   // overflow case, acc = M0 = -2^31, cannot happen with M0 >= 0.
   const int64_t p = static_cast<int64_t>(acc) * static_cast<int64_t>(multiplier);
@@ -22,6 +36,12 @@ int32_t requantize(int32_t acc, int32_t multiplier, int32_t shift) {
   const int32_t remainder = high & mask;
   const int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
   return (high >> shift) + (remainder > threshold ? 1 : 0);
+}
+
+}  // namespace
+
+int32_t requantize(int32_t acc, int32_t multiplier, int32_t shift) {
+  return requantize_inline(acc, multiplier, shift);
 }
 
 namespace {
@@ -138,6 +158,104 @@ void conv3x3_image(const QuantizedLayer& l, const std::vector<int32_t>& packed, 
   }
 }
 
+#if EFFML_INT8_VNNI
+// The VNNI kernel multiplies unsigned by signed bytes, so it reads each input as the unsigned
+// x + 128 and corrects the sums: sum_k (x_k - Zx) w_k = sum_k (x_k + 128) w_k - (Zx + 128) sum_k w_k,
+// with the padding stored as Zx + 128 (so that it adds (Zx - Zx) w = 0, as in conv3x3_image).
+// Tiles of kVnniO outputs times 16 positions: kVnniO int32 vectors of accumulators; each step
+// reads 4 reduction indices (a quad) of 16 positions, one 64-byte load used kVnniO times.
+constexpr int64_t kVnniO = 8;
+
+// The weights for the kernel: per output tile t and quad q, the kVnniO outputs' four weights
+// w[o][4q .. 4q + 3] as one 32-bit word each (zeros past k and past O); and per output o the
+// correction (Zx + 128) * sum_k w[o][k].
+struct VnniWeights {
+  int64_t k4 = 0;                // quads: ceil(k / 4)
+  std::vector<int32_t> words;    // (tiles, k4, kVnniO)
+  std::vector<int32_t> correction;  // (O)
+};
+
+VnniWeights pack_vnni(const QuantizedLayer& l) {
+  const int64_t out = l.weight.size(0), k = l.weight.numel() / out;
+  const int64_t tiles = (out + kVnniO - 1) / kVnniO;
+  VnniWeights p;
+  p.k4 = (k + 3) / 4;
+  p.words.assign(static_cast<std::size_t>(tiles * p.k4 * kVnniO), 0);
+  p.correction.assign(static_cast<std::size_t>(out), 0);
+  const int8_t* wq = l.weight.data_i8();
+  for (int64_t o = 0; o < out; ++o) {
+    int32_t sum = 0;
+    for (int64_t q = 0; q < p.k4; ++q) {
+      int8_t quad[4] = {0, 0, 0, 0};
+      for (int64_t r = 0; r < 4 && 4 * q + r < k; ++r) {
+        quad[r] = wq[o * k + 4 * q + r];
+        sum += quad[r];
+      }
+      std::memcpy(&p.words[static_cast<std::size_t>(((o / kVnniO) * p.k4 + q) * kVnniO + o % kVnniO)],
+                  quad, 4);
+    }
+    p.correction[static_cast<std::size_t>(o)] = (l.input_zero_point + 128) * sum;
+  }
+  return p;
+}
+
+// conv3x3_image with the VNNI kernel. cols: (k4, hwp, 4) bytes, position p's quad q at
+// ((q * hwp) + p) * 4: x + 128 inside the image, Zx + 128 in the padding and past k.
+void conv3x3_image_vnni(const QuantizedLayer& l, const VnniWeights& pw, const int8_t* x,
+                        int64_t c, int64_t h, int64_t w, int8_t* y, std::vector<uint8_t>& cols) {
+  const int64_t out = l.weight.size(0), hw = h * w, k4 = pw.k4;
+  const int64_t hwp = (hw + 15) / 16 * 16;
+  const uint8_t pad = static_cast<uint8_t>(l.input_zero_point + 128);
+  cols.assign(static_cast<std::size_t>(k4 * hwp * 4), pad);
+  for (int64_t ci = 0; ci < c; ++ci) {
+    for (int64_t ki = 0; ki < 3; ++ki) {
+      for (int64_t kj = 0; kj < 3; ++kj) {
+        const int64_t kk = (ci * 3 + ki) * 3 + kj;
+        uint8_t* row = cols.data() + (kk / 4) * hwp * 4 + kk % 4;
+        // The outputs (i, j) whose input (i + ki - 1, j + kj - 1) lies inside the image.
+        const int64_t i0 = ki == 0 ? 1 : 0, i1 = ki == 2 ? h - 1 : h;
+        const int64_t j0 = kj == 0 ? 1 : 0, j1 = kj == 2 ? w - 1 : w;
+        for (int64_t i = i0; i < i1; ++i) {
+          const int8_t* src = x + (ci * h + i + ki - 1) * w + kj - 1;
+          uint8_t* dst = row + i * w * 4;
+          for (int64_t j = j0; j < j1; ++j)
+            dst[j * 4] = static_cast<uint8_t>(static_cast<int32_t>(src[j]) + 128);
+        }
+      }
+    }
+  }
+  const int32_t* bias = l.bias.data_i32();
+  const int32_t* mult = l.multiplier.data_i32();
+  const int32_t* shift = l.shift.data_i32();
+  const int32_t zy = l.output_zero_point;
+  alignas(64) int32_t acc[kVnniO][16];
+  for (int64_t o0 = 0; o0 < out; o0 += kVnniO) {
+    const int32_t* wt = pw.words.data() + (o0 / kVnniO) * k4 * kVnniO;
+    for (int64_t p0 = 0; p0 < hwp; p0 += 16) {
+      __m512i a[kVnniO];
+      for (int64_t t = 0; t < kVnniO; ++t) a[t] = _mm512_setzero_si512();
+      const uint8_t* xp = cols.data() + p0 * 4;
+      for (int64_t q = 0; q < k4; ++q) {
+        const __m512i xv = _mm512_loadu_si512(xp + q * hwp * 4);
+        const int32_t* wq = wt + q * kVnniO;
+        for (int64_t t = 0; t < kVnniO; ++t)
+          a[t] = _mm512_dpbusd_epi32(a[t], xv, _mm512_set1_epi32(wq[t]));
+      }
+      for (int64_t t = 0; t < kVnniO; ++t) _mm512_store_si512(acc[t], a[t]);
+      for (int64_t t = 0; t < kVnniO && o0 + t < out; ++t) {
+        const int64_t o = o0 + t;
+        const int32_t offset = bias[o] - pw.correction[static_cast<std::size_t>(o)];
+        int8_t* yo = y + o * hw;
+        for (int64_t j = 0; j < 16 && p0 + j < hw; ++j) {
+          const int32_t v = requantize_inline(acc[t][j] + offset, mult[o], shift[o]) + zy;
+          yo[p0 + j] = static_cast<int8_t>(std::clamp(v, -128, 127));
+        }
+      }
+    }
+  }
+}
+#endif
+
 void maxpool2_image(const int8_t* x, int64_t c, int64_t h, int64_t w, int8_t* y) {
   const int64_t ho = h / 2, wo = w / 2;
   for (int64_t ci = 0; ci < c; ++ci) {
@@ -199,7 +317,9 @@ void QuantizedVgg::validate() const {
   check_layer(classifier, {10, channels * size * size});
 }
 
-Tensor QuantizedVgg::forward(const Tensor& x_q) const {
+bool int8_vnni_available() { return EFFML_INT8_VNNI != 0; }
+
+Tensor QuantizedVgg::forward(const Tensor& x_q, Int8Kernel kernel) const {
   EFFML_CHECK(x_q.dtype() == DType::Int8 && x_q.dim() == 4 && x_q.size(1) == 1 &&
                   x_q.size(2) == 28 && x_q.size(3) == 28,
               "quantized VGG: expected int8 images (N, 1, 28, 28), got "
@@ -209,14 +329,28 @@ Tensor QuantizedVgg::forward(const Tensor& x_q) const {
   Tensor out({n, 10}, DType::Int8);
   const int8_t* xin = x_q.data_i8();
   int8_t* yout = out.data_i8();
+  [[maybe_unused]] const bool vnni = kernel == Int8Kernel::Best && int8_vnni_available();
+  // The weights as the chosen kernel reads them.
   std::vector<std::vector<int32_t>> packed;
-  for (const QuantizedLayer& l : convs) packed.push_back(pack_conv_weights(l));
+#if EFFML_INT8_VNNI
+  std::vector<VnniWeights> packed_vnni;
+#endif
+  for (const QuantizedLayer& l : convs) {
+#if EFFML_INT8_VNNI
+    if (vnni) {
+      packed_vnni.push_back(pack_vnni(l));
+      continue;
+    }
+#endif
+    packed.push_back(pack_conv_weights(l));
+  }
   // One image needs no second thread (it would only spin).
 #pragma omp parallel if (n > 1)
   {
     // Per thread: two ping-pong activation buffers and the conv's scratch.
     std::vector<int8_t> a, b;
     std::vector<int16_t> cols;
+    std::vector<uint8_t> cols_u8;
 #pragma omp for schedule(static)
     for (int64_t img = 0; img < n; ++img) {
       a.assign(xin + img * 784, xin + (img + 1) * 784);
@@ -230,7 +364,13 @@ Tensor QuantizedVgg::forward(const Tensor& x_q) const {
           w /= 2;
         } else {
           b.resize(static_cast<std::size_t>(v * h * w));
-          conv3x3_image(convs[conv], packed[conv], a.data(), c, h, w, b.data(), cols);
+#if EFFML_INT8_VNNI
+          if (vnni)
+            conv3x3_image_vnni(convs[conv], packed_vnni[conv], a.data(), c, h, w, b.data(),
+                               cols_u8);
+          else
+#endif
+            conv3x3_image(convs[conv], packed[conv], a.data(), c, h, w, b.data(), cols);
           ++conv;
           c = v;
         }

@@ -474,28 +474,37 @@ TEST_CASE("QuantizedVgg::forward equals a direct implementation on random models
       const QuantizedVgg model = random_model(cfg, rng);
       REQUIRE_NOTHROW(model.validate());
       const Tensor x = random_images_i8(3, rng);
-      const Tensor y = model.forward(x);
-      REQUIRE(y.dtype() == DType::Int8);
-      REQUIRE(y.shape() == Shape{3, 10});
-      int64_t mismatches = 0;
+      std::vector<std::vector<int32_t>> want;
       for (int64_t img = 0; img < 3; ++img) {
         PassStats st;
-        const std::vector<int32_t> want = forward_ref(model, x, img, st);
+        want.push_back(forward_ref(model, x, img, st));
         REQUIRE_FALSE(st.acc_outside_int32);
         total.outputs += st.outputs;
         total.clamped += st.clamped;
-        for (int64_t o = 0; o < 10; ++o) {
-          const int32_t got = y.data_i8()[img * 10 + o];
-          distinct_logits.insert(want[static_cast<std::size_t>(o)]);
-          if (got != want[static_cast<std::size_t>(o)]) {
-            if (mismatches == 0)
-              FAIL_CHECK("image " << img << ", logit " << o << ": got " << got << ", expected "
-                                  << want[static_cast<std::size_t>(o)]);
-            ++mismatches;
+        for (int32_t v : want.back()) distinct_logits.insert(v);
+      }
+      // Both kernels (the same one twice in a build without VNNI).
+      for (const Int8Kernel kernel : {Int8Kernel::Best, Int8Kernel::Portable}) {
+        INFO((kernel == Int8Kernel::Best ? "kernel Best" : "kernel Portable")
+             << " (VNNI in this build: " << int8_vnni_available() << ")");
+        const Tensor y = model.forward(x, kernel);
+        REQUIRE(y.dtype() == DType::Int8);
+        REQUIRE(y.shape() == Shape{3, 10});
+        int64_t mismatches = 0;
+        for (int64_t img = 0; img < 3; ++img) {
+          for (int64_t o = 0; o < 10; ++o) {
+            const int32_t got = y.data_i8()[img * 10 + o];
+            const int32_t expected = want[static_cast<std::size_t>(img)][static_cast<std::size_t>(o)];
+            if (got != expected) {
+              if (mismatches == 0)
+                FAIL_CHECK("image " << img << ", logit " << o << ": got " << got
+                                    << ", expected " << expected);
+              ++mismatches;
+            }
           }
         }
+        CHECK(mismatches == 0);
       }
-      CHECK(mismatches == 0);
     }
   }
   // The models must exercise the arithmetic, not only the clamp. Measured with these seeds:

@@ -64,6 +64,21 @@ struct QuantizedLayer {
   float output_scale = 1.0f;  ///< \f$ S_y \f$; not used by the integer pass
 };
 
+/// The int8 convolution kernel that QuantizedVgg::forward() runs. Both compute the same int32
+/// sums exactly, so the outputs are identical; only the speed differs.
+enum class Int8Kernel {
+  /// The VNNI kernel (AVX-512 `vpdpbusd`: four unsigned-by-signed byte products summed into each
+  /// int32 lane) when this build targets a CPU that has it (see int8_vnni_available()), else
+  /// Portable.
+  Best,
+  /// Plain C++: patches widened to int16, products in int32. Any CPU.
+  Portable,
+};
+
+/// Whether this build has the VNNI kernel (compiled with AVX-512 VNNI and BW, as
+/// `-march=native` does on a CPU that has them).
+bool int8_vnni_available();
+
 /// A VGG of make_vgg(cfg) quantized for integer-only inference (see the file's description).
 struct QuantizedVgg {
   std::vector<int64_t> cfg;           ///< output channels of each conv block, 0 for a pool
@@ -76,8 +91,9 @@ struct QuantizedVgg {
 
   /// Integer-only forward pass: int8 images (N, 1, 28, 28) as pixels_to_int8() makes them to
   /// int8 logits (N, 10). No floating point. Parallel over images (OpenMP).
+  /// `kernel` picks the convolution kernel (tests and benchmarks compare them).
   /// \throws effml::Error naming the shape or dtype of a wrong input
-  Tensor forward(const Tensor& x_q) const;
+  Tensor forward(const Tensor& x_q, Int8Kernel kernel = Int8Kernel::Best) const;
 
   /// Bytes of the integer model's parameters as stored for inference: int8 weights, and
   /// int32 biases, multipliers and shifts (8 bits of shift counted as 32 for simplicity), zero
