@@ -199,6 +199,39 @@ VnniWeights pack_vnni(const QuantizedLayer& l) {
   return p;
 }
 
+// requantize() on 16 lanes, exactly: acc (16 int32), one multiplier and shift.
+inline __m512i requantize16(__m512i acc, int32_t multiplier, int32_t shift) {
+  // acc * M in int64, the even lanes and the odd lanes apart (vpmuldq multiplies the low 32 bits
+  // of each 64-bit lane as signed).
+  const __m512i m = _mm512_set1_epi64(multiplier);
+  const __m512i p_even = _mm512_mul_epi32(acc, m);
+  const __m512i p_odd = _mm512_mul_epi32(_mm512_srli_epi64(acc, 32), m);
+  // (p + nudge) / 2^31 rounded toward zero, as the scalar division: nudge = 2^30 for p >= 0,
+  // 1 - 2^30 below; a negative sum first gets 2^31 - 1 added, so that the arithmetic shift
+  // (which rounds toward minus infinity) truncates.
+  const __m512i zero = _mm512_setzero_si512();
+  const __m512i up = _mm512_set1_epi64(int64_t{1} << 30), down = _mm512_set1_epi64(1 - (int64_t{1} << 30));
+  const __m512i bias_neg = _mm512_set1_epi64((int64_t{1} << 31) - 1);
+  auto high64 = [&](__m512i p) {
+    const __m512i t = _mm512_add_epi64(p, _mm512_mask_blend_epi64(_mm512_cmpge_epi64_mask(p, zero), down, up));
+    const __m512i u = _mm512_mask_add_epi64(t, _mm512_cmplt_epi64_mask(t, zero), t, bias_neg);
+    return _mm512_srai_epi64(u, 31);
+  };
+  // The int32 results back in their lanes: even lanes from the low halves of high64(p_even),
+  // odd lanes from those of high64(p_odd) moved up.
+  const __m512i high = _mm512_mask_blend_epi32(__mmask16(0xAAAA), high64(p_even),
+                                               _mm512_slli_epi64(high64(p_odd), 32));
+  // Rounding right shift, halves away from zero: + 1 where the remainder exceeds half the
+  // divisor (half plus one for a negative value).
+  const int32_t mask = static_cast<int32_t>((int64_t{1} << shift) - 1);
+  const __m512i remainder = _mm512_and_si512(high, _mm512_set1_epi32(mask));
+  const __m512i threshold =
+      _mm512_add_epi32(_mm512_set1_epi32(mask >> 1), _mm512_srli_epi32(high, 31));
+  const __m512i shifted = _mm512_srai_epi32(high, static_cast<unsigned>(shift));
+  return _mm512_mask_add_epi32(shifted, _mm512_cmpgt_epi32_mask(remainder, threshold), shifted,
+                               _mm512_set1_epi32(1));
+}
+
 // conv3x3_image with the VNNI kernel. cols: (k4, hwp, 4) bytes, position p's quad q at
 // ((q * hwp) + p) * 4: x + 128 inside the image, Zx + 128 in the padding and past k.
 void conv3x3_image_vnni(const QuantizedLayer& l, const VnniWeights& pw, const int8_t* x,
@@ -228,7 +261,6 @@ void conv3x3_image_vnni(const QuantizedLayer& l, const VnniWeights& pw, const in
   const int32_t* mult = l.multiplier.data_i32();
   const int32_t* shift = l.shift.data_i32();
   const int32_t zy = l.output_zero_point;
-  alignas(64) int32_t acc[kVnniO][16];
   for (int64_t o0 = 0; o0 < out; o0 += kVnniO) {
     const int32_t* wt = pw.words.data() + (o0 / kVnniO) * k4 * kVnniO;
     for (int64_t p0 = 0; p0 < hwp; p0 += 16) {
@@ -241,15 +273,15 @@ void conv3x3_image_vnni(const QuantizedLayer& l, const VnniWeights& pw, const in
         for (int64_t t = 0; t < kVnniO; ++t)
           a[t] = _mm512_dpbusd_epi32(a[t], xv, _mm512_set1_epi32(wq[t]));
       }
-      for (int64_t t = 0; t < kVnniO; ++t) _mm512_store_si512(acc[t], a[t]);
+      const __mmask16 keep = hw - p0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (hw - p0)) - 1);
       for (int64_t t = 0; t < kVnniO && o0 + t < out; ++t) {
         const int64_t o = o0 + t;
         const int32_t offset = bias[o] - pw.correction[static_cast<std::size_t>(o)];
-        int8_t* yo = y + o * hw;
-        for (int64_t j = 0; j < 16 && p0 + j < hw; ++j) {
-          const int32_t v = requantize_inline(acc[t][j] + offset, mult[o], shift[o]) + zy;
-          yo[p0 + j] = static_cast<int8_t>(std::clamp(v, -128, 127));
-        }
+        const __m512i v = requantize16(_mm512_add_epi32(a[t], _mm512_set1_epi32(offset)),
+                                       mult[o], shift[o]);
+        const __m512i q = _mm512_add_epi32(v, _mm512_set1_epi32(zy));
+        // Saturating narrowing to int8 is the clamp to [-128, 127].
+        _mm_mask_storeu_epi8(y + o * hw + p0, keep, _mm512_cvtsepi32_epi8(q));
       }
     }
   }
