@@ -49,6 +49,7 @@ struct Options {
   int batch1_repeats = 200;    // timed batch-1 calls per round and model
   int batch_repeats = 5;       // timed batch-N calls per round and model
   int warmup = 3;              // untimed calls before each round's timed ones
+  std::string kernel = "best"; // the int8 convolution kernel: best or portable
   std::string json_path;
 };
 
@@ -141,6 +142,11 @@ int main(int argc, char** argv) {
   app.add_option("--warmup", opt.warmup, "Untimed calls before each round's timed ones")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
+  app.add_option("--kernel", opt.kernel,
+                 "The int8 convolution kernel: best (VNNI when this build has it) or portable "
+                 "(plain C++; the same results)")
+      ->check(CLI::IsMember({"best", "portable"}))
+      ->capture_default_str();
   app.add_option("--json", opt.json_path, "Also write the figures to this JSON file");
   CLI11_PARSE(app, argc, argv);
 
@@ -149,6 +155,11 @@ int main(int argc, char** argv) {
     auto fp32 = effml::load_model_checkpoint(opt.fp32_path);
     fp32->eval();
     const effml::QuantizedVgg int8 = effml::load_quantized_vgg(opt.int8_path);
+    const effml::Int8Kernel kernel =
+        opt.kernel == "portable" ? effml::Int8Kernel::Portable : effml::Int8Kernel::Best;
+    const bool vnni = kernel == effml::Int8Kernel::Best && effml::int8_vnni_available();
+    const std::string kernel_name =
+        vnni ? "VNNI (vpdpbusd)" : "portable (int16 patches, int32 products)";
 
     // The same images for both: normalised for the fp32 model, raw pixels for the integer one.
     const int64_t n = opt.images;
@@ -166,7 +177,7 @@ int main(int argc, char** argv) {
 
     // Agreement of the predictions (first largest logit) on the images used.
     const std::vector<int64_t> pred_f32 = fp32->forward(x_f32).argmax_rows();
-    const std::vector<int64_t> pred_i8 = argmax_rows_i8(int8.forward(x_i8));
+    const std::vector<int64_t> pred_i8 = argmax_rows_i8(int8.forward(x_i8, kernel));
     int64_t agree = 0, right_f32 = 0, right_i8 = 0;
     for (int64_t i = 0; i < n; ++i) {
       const auto k = static_cast<std::size_t>(i);
@@ -181,6 +192,7 @@ int main(int argc, char** argv) {
     std::printf("fp32 model    %s\n", opt.fp32_path.c_str());
     std::printf("int8 model    %s (%lld bytes of parameters)\n", opt.int8_path.c_str(),
                 static_cast<long long>(int8.parameter_bytes()));
+    std::printf("int8 kernel   %s\n", kernel_name.c_str());
     std::printf("images        the first %lld test images; batch 1 cycles through the first %lld\n",
                 static_cast<long long>(n), static_cast<long long>(ones));
     std::printf("rounds        %d, interleaved (fp32, int8 / int8, fp32 alternately); a round's "
@@ -201,6 +213,7 @@ int main(int argc, char** argv) {
 
     nlohmann::json report{{"fp32", opt.fp32_path},
                           {"int8", opt.int8_path},
+                          {"int8_kernel", vnni ? "vnni" : "portable"},
                           {"images", n},
                           {"rounds", opt.rounds},
                           {"batch1_repeats", opt.batch1_repeats},
@@ -223,9 +236,9 @@ int main(int argc, char** argv) {
           {"fp32", 1, opt.batch1_repeats,
            [&] { fp32->forward(one_f32[next_f32++ % one_f32.size()]); }, {}, 0, 0},
           {"int8", 1, opt.batch1_repeats,
-           [&] { int8.forward(one_i8[next_i8++ % one_i8.size()]); }, {}, 0, 0},
+           [&] { int8.forward(one_i8[next_i8++ % one_i8.size()], kernel); }, {}, 0, 0},
           {"fp32", n, opt.batch_repeats, [&] { fp32->forward(x_f32); }, {}, 0, 0},
-          {"int8", n, opt.batch_repeats, [&] { int8.forward(x_i8); }, {}, 0, 0}};
+          {"int8", n, opt.batch_repeats, [&] { int8.forward(x_i8, kernel); }, {}, 0, 0}};
       for (int r = 0; r < opt.rounds; ++r) {
         const std::vector<int> order = r % 2 == 0 ? std::vector<int>{0, 1, 2, 3}
                                                   : std::vector<int>{1, 0, 3, 2};
