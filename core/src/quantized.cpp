@@ -160,7 +160,8 @@ void conv3x3_image(const QuantizedLayer& l, const std::vector<int32_t>& packed, 
 
 #if EFFML_INT8_VNNI
 // The VNNI kernel multiplies unsigned by signed bytes, so it reads each input as the unsigned
-// x + 128 and corrects the sums: sum_k (x_k - Zx) w_k = sum_k (x_k + 128) w_k - (Zx + 128) sum_k w_k,
+// x + 128 and corrects the sums:
+//   sum_k (x_k - Zx) w_k = sum_k (x_k + 128) w_k - (Zx + 128) sum_k w_k,
 // with the padding stored as Zx + 128 (so that it adds (Zx - Zx) w = 0, as in conv3x3_image).
 // Tiles of kVnniO outputs times 16 positions: kVnniO int32 vectors of accumulators; each step
 // reads 4 reduction indices (a quad) of 16 positions, one 64-byte load used kVnniO times.
@@ -170,8 +171,8 @@ constexpr int64_t kVnniO = 8;
 // w[o][4q .. 4q + 3] as one 32-bit word each (zeros past k and past O); and per output o the
 // correction (Zx + 128) * sum_k w[o][k].
 struct VnniWeights {
-  int64_t k4 = 0;                // quads: ceil(k / 4)
-  std::vector<int32_t> words;    // (tiles, k4, kVnniO)
+  int64_t k4 = 0;                   // quads: ceil(k / 4)
+  std::vector<int32_t> words;       // (tiles, k4, kVnniO)
   std::vector<int32_t> correction;  // (O)
 };
 
@@ -191,10 +192,13 @@ VnniWeights pack_vnni(const QuantizedLayer& l) {
         quad[r] = wq[o * k + 4 * q + r];
         sum += quad[r];
       }
-      std::memcpy(&p.words[static_cast<std::size_t>(((o / kVnniO) * p.k4 + q) * kVnniO + o % kVnniO)],
-                  quad, 4);
+      const int64_t at = ((o / kVnniO) * p.k4 + q) * kVnniO + o % kVnniO;
+      std::memcpy(&p.words[static_cast<std::size_t>(at)], quad, 4);
     }
-    p.correction[static_cast<std::size_t>(o)] = (l.input_zero_point + 128) * sum;
+    // Wrapping like the kernel's int32 lanes (it cannot wrap for the course's models: at most
+    // 255 * 128 * k).
+    p.correction[static_cast<std::size_t>(o)] = static_cast<int32_t>(
+        static_cast<uint32_t>(l.input_zero_point + 128) * static_cast<uint32_t>(sum));
   }
   return p;
 }
@@ -210,10 +214,12 @@ inline __m512i requantize16(__m512i acc, int32_t multiplier, int32_t shift) {
   // 1 - 2^30 below; a negative sum first gets 2^31 - 1 added, so that the arithmetic shift
   // (which rounds toward minus infinity) truncates.
   const __m512i zero = _mm512_setzero_si512();
-  const __m512i up = _mm512_set1_epi64(int64_t{1} << 30), down = _mm512_set1_epi64(1 - (int64_t{1} << 30));
+  const __m512i up = _mm512_set1_epi64(int64_t{1} << 30);
+  const __m512i down = _mm512_set1_epi64(1 - (int64_t{1} << 30));
   const __m512i bias_neg = _mm512_set1_epi64((int64_t{1} << 31) - 1);
   auto high64 = [&](__m512i p) {
-    const __m512i t = _mm512_add_epi64(p, _mm512_mask_blend_epi64(_mm512_cmpge_epi64_mask(p, zero), down, up));
+    const __m512i nudge = _mm512_mask_blend_epi64(_mm512_cmpge_epi64_mask(p, zero), down, up);
+    const __m512i t = _mm512_add_epi64(p, nudge);
     const __m512i u = _mm512_mask_add_epi64(t, _mm512_cmplt_epi64_mask(t, zero), t, bias_neg);
     return _mm512_srai_epi64(u, 31);
   };
@@ -273,10 +279,14 @@ void conv3x3_image_vnni(const QuantizedLayer& l, const VnniWeights& pw, const in
         for (int64_t t = 0; t < kVnniO; ++t)
           a[t] = _mm512_dpbusd_epi32(a[t], xv, _mm512_set1_epi32(wq[t]));
       }
-      const __mmask16 keep = hw - p0 >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (hw - p0)) - 1);
+      const __mmask16 keep =
+          hw - p0 >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (hw - p0)) - 1);
       for (int64_t t = 0; t < kVnniO && o0 + t < out; ++t) {
         const int64_t o = o0 + t;
-        const int32_t offset = bias[o] - pw.correction[static_cast<std::size_t>(o)];
+        // bias - correction with int32 wrap-around, as the lanes add.
+        const int32_t offset = static_cast<int32_t>(
+            static_cast<uint32_t>(bias[o]) -
+            static_cast<uint32_t>(pw.correction[static_cast<std::size_t>(o)]));
         const __m512i v = requantize16(_mm512_add_epi32(a[t], _mm512_set1_epi32(offset)),
                                        mult[o], shift[o]);
         const __m512i q = _mm512_add_epi32(v, _mm512_set1_epi32(zy));

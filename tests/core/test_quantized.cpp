@@ -494,7 +494,8 @@ TEST_CASE("QuantizedVgg::forward equals a direct implementation on random models
         for (int64_t img = 0; img < 3; ++img) {
           for (int64_t o = 0; o < 10; ++o) {
             const int32_t got = y.data_i8()[img * 10 + o];
-            const int32_t expected = want[static_cast<std::size_t>(img)][static_cast<std::size_t>(o)];
+            const int32_t expected =
+                want[static_cast<std::size_t>(img)][static_cast<std::size_t>(o)];
             if (got != expected) {
               if (mismatches == 0)
                 FAIL_CHECK("image " << img << ", logit " << o << ": got " << got
