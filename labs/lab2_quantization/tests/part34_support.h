@@ -45,6 +45,9 @@ inline effml::Tensor contract_grad(const effml::Tensor& grad, const effml::Tenso
   return out;
 }
 
+// Code lengths as ints, so that Catch prints them as numbers rather than characters.
+inline std::vector<int> as_ints(const std::vector<uint8_t>& v) { return {v.begin(), v.end()}; }
+
 inline effml::Tensor i32(const effml::Shape& shape, const std::vector<int32_t>& v) {
   return effml::Tensor::from_i32(shape, v);
 }

@@ -39,6 +39,7 @@ using effml::Tensor;
 using effml::testing::check_error_names;
 using effml::testing::check_exact;
 using effml::testing::multi_index;
+using lab2_tests::as_ints;
 using lab2_tests::contract_fake;
 using lab2_tests::contract_grad;
 using lab2_tests::dense_of_labels;
@@ -73,8 +74,6 @@ int64_t kraft_times_2_24(const std::vector<uint8_t>& lengths) {
   }
   return sum;
 }
-
-std::vector<int> as_ints(const std::vector<uint8_t>& v) { return {v.begin(), v.end()}; }
 
 }  // namespace
 

@@ -22,13 +22,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <filesystem>
 #include <functional>
 #include <limits>
 #include <queue>
 #include <set>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "effml/deep_compression.h"
@@ -40,6 +38,7 @@
 #include "lab2.h"
 #include "multi_index.h"
 #include "tests/part34_support.h"
+#include "temp_dir.h"
 #include "tensor_checks.h"
 
 namespace {
@@ -49,6 +48,7 @@ using effml::Tensor;
 using effml::testing::check_error_names;
 using effml::testing::check_exact;
 using effml::testing::multi_index;
+using lab2_tests::as_ints;
 using lab2_tests::contract_fake;
 using lab2_tests::contract_grad;
 using lab2_tests::dense_of_labels;
@@ -133,25 +133,6 @@ std::vector<int> two_queue_by_scan(const std::vector<int64_t>& counts) {
   }
   return lengths;
 }
-
-std::vector<int> as_ints(const std::vector<uint8_t>& v) { return {v.begin(), v.end()}; }
-
-// A fresh folder under the system temp folder, removed at scope exit.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    static int counter = 0;
-    path = std::filesystem::temp_directory_path() /
-           ("effml-test-lab2-part34-" + std::to_string(::getpid()) + "-" +
-            std::to_string(counter++));
-    std::filesystem::remove_all(path);
-    std::filesystem::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
 
 }  // namespace
 
@@ -352,7 +333,7 @@ TEST_CASE("hidden: relative_indices errors name the value", "[task15][hidden]") 
 // of its own symbol counts, then read back and decoded by the core.
 TEST_CASE("hidden: relative indices and Huffman lengths make a file the core reads back",
           "[task15][task16][hidden]") {
-  TempDir dir;
+  effml::testing::TempDir dir("lab2-part34");
   effml::Rng rng(15016);
   effml::DeepCompressedModel model;
   std::vector<Tensor> expected;
@@ -389,7 +370,7 @@ TEST_CASE("hidden: relative indices and Huffman lengths make a file the core rea
     model.weights.push_back(std::move(w));
     expected.push_back(dense_of_labels(labels));
   }
-  const std::string path = (dir.path / "w.efdc").string();
+  const std::string path = dir.file("w.efdc");
   effml::save_deep_compressed(path, model);
   const effml::DeepCompressedModel back = effml::load_deep_compressed(path);
   REQUIRE(back.weights.size() == cases.size());
