@@ -22,10 +22,7 @@
 
 namespace effml {
 
-namespace {
-
-// requantize() itself, inlined into the kernels' loops.
-inline int32_t requantize_inline(int32_t acc, int32_t multiplier, int32_t shift) {
+int32_t requantize(int32_t acc, int32_t multiplier, int32_t shift) {
   // Saturating rounding doubling high multiply: (acc * M0 + 2^30) / 2^31, halves up. The only
   // overflow case, acc = M0 = -2^31, cannot happen with M0 >= 0.
   const int64_t p = static_cast<int64_t>(acc) * static_cast<int64_t>(multiplier);
@@ -36,12 +33,6 @@ inline int32_t requantize_inline(int32_t acc, int32_t multiplier, int32_t shift)
   const int32_t remainder = high & mask;
   const int32_t threshold = (mask >> 1) + (high < 0 ? 1 : 0);
   return (high >> shift) + (remainder > threshold ? 1 : 0);
-}
-
-}  // namespace
-
-int32_t requantize(int32_t acc, int32_t multiplier, int32_t shift) {
-  return requantize_inline(acc, multiplier, shift);
 }
 
 namespace {
@@ -98,6 +89,27 @@ std::vector<int32_t> pack_conv_weights(const QuantizedLayer& l) {
   return packed;
 }
 
+// Calls store(kk, p, v) for every tap kk = (ci * 3 + ki) * 3 + kj of every output position
+// p = i * w + j of a 3x3, padding-1 conv on x (C, H, W) whose input (i + ki - 1, j + kj - 1)
+// lies inside the image, with v that input. The caller's buffer holds the padding value
+// wherever store is not called.
+template <class Store>
+void gather_patches(const int8_t* x, int64_t c, int64_t h, int64_t w, Store store) {
+  for (int64_t ci = 0; ci < c; ++ci) {
+    for (int64_t ki = 0; ki < 3; ++ki) {
+      for (int64_t kj = 0; kj < 3; ++kj) {
+        const int64_t kk = (ci * 3 + ki) * 3 + kj;
+        const int64_t i0 = ki == 0 ? 1 : 0, i1 = ki == 2 ? h - 1 : h;
+        const int64_t j0 = kj == 0 ? 1 : 0, j1 = kj == 2 ? w - 1 : w;
+        for (int64_t i = i0; i < i1; ++i) {
+          const int8_t* src = x + (ci * h + i + ki - 1) * w + kj - 1;
+          for (int64_t j = j0; j < j1; ++j) store(kk, i * w + j, src[j]);
+        }
+      }
+    }
+  }
+}
+
 // One image's conv3x3 (stride 1, padding 1) with requantization. x: (C, H, W) int8, y: (O, H, W).
 // The patches are gathered once per image as int16 values x - Zx (padding: 0 = Zx - Zx), in rows
 // of the reduction index padded to a whole number of position tiles; then each tile of outputs
@@ -108,22 +120,10 @@ void conv3x3_image(const QuantizedLayer& l, const std::vector<int32_t>& packed, 
   const int64_t hwp = (hw + kTileP - 1) / kTileP * kTileP;
   cols.assign(static_cast<std::size_t>(k * hwp), 0);
   const int32_t zx = l.input_zero_point;
-  for (int64_t ci = 0; ci < c; ++ci) {
-    for (int64_t ki = 0; ki < 3; ++ki) {
-      for (int64_t kj = 0; kj < 3; ++kj) {
-        int16_t* row = cols.data() + ((ci * 3 + ki) * 3 + kj) * hwp;
-        for (int64_t i = 0; i < h; ++i) {
-          const int64_t si = i + ki - 1;
-          if (si < 0 || si >= h) continue;
-          for (int64_t j = 0; j < w; ++j) {
-            const int64_t sj = j + kj - 1;
-            if (sj < 0 || sj >= w) continue;
-            row[i * w + j] = static_cast<int16_t>(x[(ci * h + si) * w + sj] - zx);
-          }
-        }
-      }
-    }
-  }
+  int16_t* cp = cols.data();
+  gather_patches(x, c, h, w, [cp, hwp, zx](int64_t kk, int64_t p, int8_t v) {
+    cp[kk * hwp + p] = static_cast<int16_t>(v - zx);
+  });
   const int32_t* bias = l.bias.data_i32();
   const int32_t* mult = l.multiplier.data_i32();
   const int32_t* shift = l.shift.data_i32();
@@ -246,23 +246,10 @@ void conv3x3_image_vnni(const QuantizedLayer& l, const VnniWeights& pw, const in
   const int64_t hwp = (hw + 15) / 16 * 16;
   const uint8_t pad = static_cast<uint8_t>(l.input_zero_point + 128);
   cols.assign(static_cast<std::size_t>(k4 * hwp * 4), pad);
-  for (int64_t ci = 0; ci < c; ++ci) {
-    for (int64_t ki = 0; ki < 3; ++ki) {
-      for (int64_t kj = 0; kj < 3; ++kj) {
-        const int64_t kk = (ci * 3 + ki) * 3 + kj;
-        uint8_t* row = cols.data() + (kk / 4) * hwp * 4 + kk % 4;
-        // The outputs (i, j) whose input (i + ki - 1, j + kj - 1) lies inside the image.
-        const int64_t i0 = ki == 0 ? 1 : 0, i1 = ki == 2 ? h - 1 : h;
-        const int64_t j0 = kj == 0 ? 1 : 0, j1 = kj == 2 ? w - 1 : w;
-        for (int64_t i = i0; i < i1; ++i) {
-          const int8_t* src = x + (ci * h + i + ki - 1) * w + kj - 1;
-          uint8_t* dst = row + i * w * 4;
-          for (int64_t j = j0; j < j1; ++j)
-            dst[j * 4] = static_cast<uint8_t>(static_cast<int32_t>(src[j]) + 128);
-        }
-      }
-    }
-  }
+  uint8_t* cp = cols.data();
+  gather_patches(x, c, h, w, [cp, hwp](int64_t kk, int64_t p, int8_t v) {
+    cp[((kk / 4) * hwp + p) * 4 + kk % 4] = static_cast<uint8_t>(static_cast<int32_t>(v) + 128);
+  });
   const int32_t* bias = l.bias.data_i32();
   const int32_t* mult = l.multiplier.data_i32();
   const int32_t* shift = l.shift.data_i32();

@@ -619,7 +619,7 @@ Tensor Conv2d::forward(const Tensor& x) {
   const float* pw = weight.value.data();  // (Cout, C, K, K) = G blocks of (F, T)
   const float* pb = has_bias_ ? bias.value.data() : nullptr;
   float* py = y.data();
-  [[maybe_unused]] const bool parallel = N > 1 && macs(x.shape()) >= kParallelMinMacs;
+  const bool parallel = N > 1 && macs(x.shape()) >= kParallelMinMacs;
   scratch_.resize(std::max(scratch_.size(), static_cast<std::size_t>(num_threads() * kSlots)));
 
   // Wide: blocks of one sample (g1) or of kVec interleaved ones (gv); the weights packed as the
@@ -778,7 +778,7 @@ Tensor Conv2d::backward(const Tensor& dy) {
   // up in thread order at the end, so that results are deterministic for a thread count.
   const int64_t Fr = low == Lowering::Wide ? Fp : F, Tr = low == Lowering::Wide ? Q : T;
   const DepthwiseDims dd{out_, F, H, W, K, S, P, OH, OW};
-  [[maybe_unused]] const bool parallel = N > 1 && macs(x_.shape()) >= kParallelMinMacs;
+  const bool parallel = N > 1 && macs(x_.shape()) >= kParallelMinMacs;
   const int team = parallel_chunks(N, parallel, [&](int tid, int64_t begin, int64_t end) {
     float* dw = scratch(tid, kWeightGrad, G * Fr * Tr);
     std::fill(dw, dw + G * Fr * Tr, 0.0f);
