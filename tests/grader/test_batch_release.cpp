@@ -279,9 +279,12 @@ TEST_CASE("effml release: no instructor file, builds, stubs grade to 0", "[grade
   CHECK_THAT(stub, Contains("throw effml::NotImplemented(\"Task 1: linear_forward\")"));
   CHECK(stub == g::read_file(kSource + "/labs/lab0_tensor/lab0.cpp"));
 
-  // It builds (the effml command and the lab's tests) ...
-  code = run("cmake -S " + rel + " -B " + rel + "/build -DCMAKE_BUILD_TYPE=Release", out,
-             tmp.path + "/configure.log");
+  // It builds (the effml command and the lab's tests) ... Unoptimised (-O0, no debug info):
+  // this checks that the release configures and compiles, which needs no optimiser, and the
+  // compile takes 66 s instead of 107 s at -O3 (measured alone on 2 cores).
+  code = run("cmake -S " + rel + " -B " + rel +
+                 "/build -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-O0",
+             out, tmp.path + "/configure.log");
   REQUIRE(code == 0);
   code = run("make -C " + rel + "/build -j2 effml lab0_tensor_tests", out, tmp.path + "/make.log");
   INFO(out.substr(out.size() > 4000 ? out.size() - 4000 : 0));
