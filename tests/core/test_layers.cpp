@@ -111,6 +111,13 @@ const ConvCfg kConvConfigs[] = {
     {16, 32, 3, 1, 1, 1, false, {17, 16, 7, 7}},
     {8, 16, 3, 1, 1, 2, true, {33, 8, 12, 12}},
     {16, 8, 3, 1, 1, 1, false, {50, 16, 9, 11}},
+    // Blocks of one sample whose output channels fill whole vectors (16, 32, 48, 64 per group)
+    // and whose wide grid would waste many columns put the channels in the vector lanes: rows of
+    // 26 outputs (tiles of 12, 12 and 2), groups, and channels in tiles of one vector (16) and
+    // two (64 = 32 + 32, 48 = 32 + 16).
+    {16, 64, 3, 1, 1, 1, true, {1, 16, 7, 7}},
+    {10, 32, 5, 1, 0, 2, true, {2, 10, 30, 30}},
+    {16, 48, 3, 1, 1, 1, false, {2, 16, 5, 6}},
 };
 
 }  // namespace

@@ -137,7 +137,7 @@ constexpr int64_t kVec = static_cast<int64_t>(sizeof(Vec) / sizeof(float));  // 
 // The tiles' short loops over rows and vectors must be unrolled completely, or GCC keeps the
 // accumulator arrays in memory instead of registers.
 #if defined(__GNUC__)
-#define EFFML_UNROLL _Pragma("GCC unroll 8")
+#define EFFML_UNROLL _Pragma("GCC unroll 16")
 #else
 #define EFFML_UNROLL
 #endif
@@ -422,6 +422,107 @@ void unpack_grad_input(const WideGrid& g, const float* dxb, float* dx) {
     }
 }
 
+// ---- one sample, output channels in the vector lanes ------------------------------------------
+// A block of one sample computes the wide grid's scratch columns too: 40% more products in
+// LeNet-5's second layer (10 outputs in rows of 14), 29% in the VGG's 7x7 layers. When a group's
+// output channels fill whole vectors (F % kVec == 0), vectors over the channels waste nothing:
+// for the R consecutive outputs ow0 + r of row oh,
+//   out[r][f] = sum_t xpad[oh * Wp + off_t + ow0 + r] * Wt[t][f]
+// one input value (broadcast) times one vector of kVec channels per multiply-add, with Wt (T, F)
+// the group's weights transposed. The price is the transpose of the outputs into (F, OH, OW),
+// about one scalar store per output; channel_lanes() weighs the two.
+
+// The register tile: out (R, FV * kVec) = the R outputs at src[off[t] + r] of the FV * kVec
+// channels whose weights are wt[t * ldw + j], j < FV * kVec.
+template <int R, int FV>
+void channel_tile(const float* src, const int64_t* off, int64_t T, const float* wt, int64_t ldw,
+                  float* out) {
+  Vec acc[R][FV];
+  EFFML_UNROLL
+  for (int r = 0; r < R; ++r) {
+    EFFML_UNROLL
+    for (int v = 0; v < FV; ++v) acc[r][v] = Vec(0.0f);
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    Vec w[FV];  // FV vectors of channels of tap t, loaded once, used R times
+    EFFML_UNROLL
+    for (int v = 0; v < FV; ++v) w[v] = vload(wt + t * ldw + v * kVec);
+    const float* s = src + off[t];
+    EFFML_UNROLL
+    for (int r = 0; r < R; ++r) {
+      const Vec a(s[r]);  // one input value, broadcast, used FV times
+      EFFML_UNROLL
+      for (int v = 0; v < FV; ++v) acc[r][v] = vfma(a, w[v], acc[r][v]);
+    }
+  }
+  EFFML_UNROLL
+  for (int r = 0; r < R; ++r) {
+    EFFML_UNROLL
+    for (int v = 0; v < FV; ++v) vstore(out + (r * FV + v) * kVec, acc[r][v]);
+  }
+}
+
+// channel_tile<R, FV> for a run-time R in [1, RM].
+template <int RM, int FV>
+void channel_tile_of(int R, const float* src, const int64_t* off, int64_t T, const float* wt,
+                     int64_t ldw, float* out) {
+  if constexpr (RM == 1) {
+    channel_tile<1, FV>(src, off, T, wt, ldw, out);
+  } else {
+    if (R == RM)
+      channel_tile<RM, FV>(src, off, T, wt, ldw, out);
+    else
+      channel_tile_of<RM - 1, FV>(R, src, off, T, wt, ldw, out);
+  }
+}
+
+// y (FB, OH, OW) with channel stride OHW = the FB = FV * kVec channels of one sample whose
+// transposed weights start at wt (row stride ldw), + bias (FB) or none; xpad is the sample's
+// padded group (g.plane() floats per channel, NB = 1) and off its tap offsets. Each output row
+// is covered by tiles of RMAX outputs and one of the rest (RMAX * FV accumulators stay in
+// registers).
+template <int FV>
+void channel_rows(const WideGrid& g, const float* xpad, const int64_t* off, const float* wt,
+                  int64_t ldw, const float* bias, float* y) {
+  constexpr int RMAX = FV == 1 ? 12 : 8;
+  constexpr int64_t FB = FV * kVec;
+  alignas(64) float out[RMAX * FB];
+  const int64_t OH = g.OH, OW = g.OW, Wp = g.Wp(), OHW = OH * OW;
+  for (int64_t oh = 0; oh < OH; ++oh)
+    for (int64_t ow0 = 0; ow0 < OW;) {
+      const float* src = xpad + oh * Wp + ow0;
+      const int R = static_cast<int>(std::min<int64_t>(OW - ow0, RMAX));
+      channel_tile_of<RMAX, FV>(R, src, off, g.T(), wt, ldw, out);
+      float* yr = y + oh * OW + ow0;
+      for (int64_t f = 0; f < FB; ++f) {
+        const float b = bias ? bias[f] : 0.0f;
+        for (int r = 0; r < R; ++r) yr[f * OHW + r] = out[r * FB + f] + b;
+      }
+      ow0 += R;
+    }
+}
+
+// Whether blocks of one sample use the channel lanes: the group's channels fill whole vectors and
+// the scratch products that they save, T * (Wp - OW) / kVec vector multiply-adds per output row
+// and channel vector, outweigh the transpose, about OW stores per row and channel (a gain in
+// LeNet-5's second layer and the VGG's 14x14 and 7x7 layers, not in its first, T = 9).
+bool channel_lanes(const WideGrid& g) {
+  return kVec > 1 && g.F % kVec == 0 && g.T() * (g.Wp() - g.OW) > kVec * g.OW;
+}
+
+// Dispatch on the channel vectors per tile: 2 at a time, then 1. Four at a time (4 outputs per
+// tile) was slower: VGG's 7x7 layer of 64 channels took 74 us at batch 1 against 57 us with
+// two (the weights stream from L2 once per tile; two vectors give 8 outputs per tile).
+void channel_product(const WideGrid& g, const float* xpad, const int64_t* off, const float* wt,
+                     const float* bias, float* y) {
+  const int64_t F = g.F, OHW = g.OH * g.OW;
+  int64_t f = 0;
+  for (; F - f >= 2 * kVec; f += 2 * kVec)
+    channel_rows<2>(g, xpad, off, wt + f, F, bias ? bias + f : nullptr, y + f * OHW);
+  for (; F - f >= kVec; f += kVec)
+    channel_rows<1>(g, xpad, off, wt + f, F, bias ? bias + f : nullptr, y + f * OHW);
+}
+
 // ---- depthwise (Cin/G == 1) ----------------------------------------------------------------
 // Each output channel o reads one input channel, o / F, so the products would be single rows: a
 // direct loop over the zero-padded plane instead. With stride 1 it runs on the wide grid above:
@@ -626,18 +727,32 @@ Tensor Conv2d::forward(const Tensor& x) {
   // tiles read them, G * Fp / nr blocks of (T, nr) with zeros in the rows f >= F.
   const WideGrid g1{in_, C, F, H, W, K, P, OH, OW, 1}, gv{in_, C, F, H, W, K, P, OH, OW, kVec};
   const bool use_gv = low == Lowering::Wide && interleave(g1);
+  // Blocks of one sample on the channel lanes, with the weights transposed to G blocks of (T, F).
+  const bool lanes = low == Lowering::Wide && channel_lanes(g1) && (!use_gv || N % kVec != 0);
+  std::vector<float> wt;
+  if (lanes) {
+    wt.resize(static_cast<std::size_t>(G * T * F));
+    for (int64_t b = 0; b < G; ++b)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t f = 0; f < F; ++f)
+          wt[static_cast<std::size_t>((b * T + t) * F + f)] = pw[(b * F + f) * T + t];
+  }
+  // Whether any block runs on the wide grid: a block of kVec samples, or one sample without lanes.
+  const bool wide_blocks = low == Lowering::Wide && (!lanes || (use_gv && N >= kVec));
   const int nr = tile_rows(F);
   const int64_t Fp = round_up(F, nr), chunk = chunk_len(Fp);
   std::vector<float> wpack;
   std::vector<int64_t> off1, offv;
   std::vector<Run> runs1, runsv;
-  if (low == Lowering::Wide) {
+  if (wide_blocks) {
     wpack.assign(static_cast<std::size_t>(G * Fp * T), 0.0f);
     for (int64_t b = 0; b < G; ++b)
       for (int64_t f = 0; f < F; ++f)
         for (int64_t t = 0; t < T; ++t)
           wpack[static_cast<std::size_t>((b * Fp + f - f % nr) * T + t * nr + f % nr)] =
               pw[(b * F + f) * T + t];
+  }
+  if (low == Lowering::Wide) {
     off1 = g1.tap_offsets(T);
     runs1 = g1.runs();
     if (use_gv) {
@@ -659,6 +774,13 @@ Tensor Conv2d::forward(const Tensor& x) {
           pack_input<kVec>(g, px + n * in_ * H * W, xb);
         else
           pack_input<1>(g, px + n * in_ * H * W, xb);
+        if (!v && lanes) {
+          for (int64_t b = 0; b < G; ++b)
+            channel_product(g, xb + b * C * g.plane(), off, wt.data() + b * T * F,
+                            pb ? pb + b * F : nullptr, py + n * out_ * OHW + b * F * OHW);
+          n += 1;
+          continue;
+        }
         for (int64_t b = 0; b < G; ++b)
           for (const Run& run : v ? runsv : runs1)
             for (int64_t i = 0, count = chunks_of(run.n, chunk); i < count; ++i) {
