@@ -279,6 +279,33 @@ TEST_CASE("conv2d: backward equals the naive loops and is deterministic", "[conv
   }
 }
 
+TEST_CASE("conv2d: forward repacks its weights after any change (in place too)", "[conv2d]") {
+  // Forward keeps its packed weights from call to call while the weights stay bit for bit the
+  // same; a changed weight, even one written in place through data(), must be seen at the next
+  // call. One sample on the channel lanes, one on the wide grid, and 16 interleaved samples.
+  Rng rng(16);
+  const ConvCfg cases[] = {{6, 16, 5, 1, 0, 1, true, {1, 6, 14, 14}},
+                           {1, 6, 5, 1, 2, 1, true, {1, 1, 28, 28}},
+                           {6, 16, 5, 1, 0, 1, true, {16, 6, 14, 14}}};
+  for (const ConvCfg& c : cases) {
+    Conv2d conv(c.cin, c.cout, c.k, c.stride, c.padding, c.groups, c.bias);
+    conv.weight.value = Tensor::randn(conv.weight.value.shape(), rng);
+    conv.bias.value = Tensor::randn(conv.bias.value.shape(), rng);
+    conv.eval();
+    const Tensor x = Tensor::randn(c.input, rng);
+    INFO(conv.describe() << " on " << shape_str(c.input));
+    const Tensor before = conv.forward(x);
+    CHECK(conv.forward(x).equal(before));  // the reused pack gives the same bits
+    // The last weight of the last output channel, in place.
+    conv.weight.value.data()[conv.weight.value.numel() - 1] += 1.0f;
+    const Tensor after = conv.forward(x);
+    const Tensor want = conv2d_naive(x, conv.weight.value, conv.bias.value, c.stride, c.padding,
+                                     c.groups);
+    CHECK(max_rel_err(after, want) < 1e-5f);
+    CHECK_FALSE(after.equal(before));
+  }
+}
+
 TEST_CASE("conv2d: needs_input_grad=false skips dx but not the parameter gradients",
           "[conv2d]") {
   Rng rng(12);

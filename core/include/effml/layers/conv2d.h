@@ -78,6 +78,10 @@ class Conv2d : public Module {
   // Work buffers, a few per thread (slots), kept from call to call so that a training loop does
   // not allocate (and fault in) them at every step; they only ever grow.
   std::vector<std::vector<float>> scratch_;
+  // The weights as forward's kernels read them (pack_lanes_: G blocks of (T, F); pack_wide_: the
+  // wide grid's (T, nr) blocks), each empty until needed, and a copy of the weights they were
+  // made from: forward repacks only when the weights differ from that copy.
+  std::vector<float> pack_source_, pack_lanes_, pack_wide_;
   // The buffer `slot` of thread `thread`, grown to at least n floats (its contents are whatever
   // the last call left).
   float* scratch(int thread, int slot, int64_t n);
