@@ -136,7 +136,7 @@ std::vector<std::string> public_sources() {
 
 }  // namespace
 
-TEST_CASE("effml fixtures: same seed, same bytes; equal to the lab's fixtures", "[grader][fixtures]") {
+TEST_CASE("effml fixtures: same seed, same bytes, equal to the lab's fixtures", "[grader][fixtures]") {
   require_effml();
   TempDir tmp;
   std::string out;
@@ -302,7 +302,7 @@ TEST_CASE("effml release: no instructor file, builds, stubs grade to 0", "[grade
   CHECK(results["tests"].size() == lab0_manifest(false).tasks.size());
 }
 
-TEST_CASE("effml ci-template: valid files; run_autograder grades the reference to full marks",
+TEST_CASE("effml ci-template: valid files, and run_autograder grades the reference to full marks",
           "[grader][ci]") {
   require_effml();
   TempDir tmp;
