@@ -4,6 +4,11 @@
 /// The one type every lab works with. It owns contiguous row-major storage (64-byte aligned, so
 /// SIMD loads are aligned), copies deeply on copy, and names its methods after PyTorch's
 /// (`numel`, `shape`, `abs`, `kthvalue`, `matmul`). Errors name the shapes involved.
+///
+/// With glibc, the first tensor allocated fixes the process's malloc thresholds (`mallopt`:
+/// blocks up to 32 MB from the heap, trimmed only when 256 MB are free at its top), so that a
+/// training loop that frees and allocates the same tensors every step reuses memory instead of
+/// faulting in fresh pages each time. This applies to the whole program that links the core.
 #pragma once
 
 #include <cstddef>
