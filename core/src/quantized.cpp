@@ -348,6 +348,56 @@ void QuantizedVgg::validate() const {
 
 bool int8_vnni_available() { return EFFML_INT8_VNNI != 0; }
 
+namespace detail {
+struct Int8Packs {
+  bool vnni = false;
+  // What the packs were made from: each conv's int8 weights and input zero point.
+  std::vector<std::vector<int8_t>> weights;
+  std::vector<int32_t> zero_points;
+  std::vector<std::vector<int32_t>> portable;  // pack_conv_weights, one per conv (Portable)
+#if EFFML_INT8_VNNI
+  std::vector<VnniWeights> vnni_packs;         // pack_vnni, one per conv (VNNI)
+#endif
+};
+}  // namespace detail
+
+namespace {
+bool packed_from(const detail::Int8Packs& p, const QuantizedVgg& m, bool vnni) {
+  if (p.vnni != vnni || p.weights.size() != m.convs.size()) return false;
+  for (std::size_t i = 0; i < m.convs.size(); ++i) {
+    const Tensor& w = m.convs[i].weight;
+    if (p.zero_points[i] != m.convs[i].input_zero_point ||
+        p.weights[i].size() != static_cast<std::size_t>(w.numel()) ||
+        std::memcmp(p.weights[i].data(), w.data_i8(), p.weights[i].size()) != 0)
+      return false;
+  }
+  return true;
+}
+
+// The packs of m's (validated) convolutions for the chosen kernel, cached in m.pack_cache.
+std::shared_ptr<const detail::Int8Packs> packs_for(const QuantizedVgg& m,
+                                                   [[maybe_unused]] bool vnni) {
+  detail::Int8PackCache& cache = m.pack_cache;
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  if (cache.packs && packed_from(*cache.packs, m, vnni)) return cache.packs;
+  auto p = std::make_shared<detail::Int8Packs>();
+  p->vnni = vnni;
+  for (const QuantizedLayer& l : m.convs) {
+    p->weights.emplace_back(l.weight.data_i8(), l.weight.data_i8() + l.weight.numel());
+    p->zero_points.push_back(l.input_zero_point);
+#if EFFML_INT8_VNNI
+    if (vnni) {
+      p->vnni_packs.push_back(pack_vnni(l));
+      continue;
+    }
+#endif
+    p->portable.push_back(pack_conv_weights(l));
+  }
+  cache.packs = p;
+  return p;
+}
+}  // namespace
+
 Tensor QuantizedVgg::forward(const Tensor& x_q, Int8Kernel kernel) const {
   EFFML_CHECK(x_q.dtype() == DType::Int8 && x_q.dim() == 4 && x_q.size(1) == 1 &&
                   x_q.size(2) == 28 && x_q.size(3) == 28,
@@ -359,20 +409,13 @@ Tensor QuantizedVgg::forward(const Tensor& x_q, Int8Kernel kernel) const {
   const int8_t* xin = x_q.data_i8();
   int8_t* yout = out.data_i8();
   [[maybe_unused]] const bool vnni = kernel == Int8Kernel::Best && int8_vnni_available();
-  // The weights as the chosen kernel reads them.
-  std::vector<std::vector<int32_t>> packed;
+  // The weights as the chosen kernel reads them: from the cache when it was packed for this
+  // kernel from the same weights and zero points, else packed now and cached.
+  const std::shared_ptr<const detail::Int8Packs> packs = packs_for(*this, vnni);
+  const std::vector<std::vector<int32_t>>& packed = packs->portable;
 #if EFFML_INT8_VNNI
-  std::vector<VnniWeights> packed_vnni;
+  const std::vector<VnniWeights>& packed_vnni = packs->vnni_packs;
 #endif
-  for (const QuantizedLayer& l : convs) {
-#if EFFML_INT8_VNNI
-    if (vnni) {
-      packed_vnni.push_back(pack_vnni(l));
-      continue;
-    }
-#endif
-    packed.push_back(pack_conv_weights(l));
-  }
   // One image needs no second thread (it would only spin).
 #pragma omp parallel if (n > 1)
   {

@@ -517,6 +517,42 @@ TEST_CASE("QuantizedVgg::forward equals a direct implementation on random models
   CHECK(distinct_logits.size() >= 40);
 }
 
+TEST_CASE("QuantizedVgg::forward repacks after a change of weights or zero point (in place too)",
+          "[quantized]") {
+  // forward() keeps its packed weights between calls; a weight written in place through
+  // data_i8(), or a new input zero point (which the VNNI kernel folds into its packs), must be
+  // seen at the next call. A copy of the model computes with its own weights.
+  Rng rng(78);
+  QuantizedVgg model = random_model({4, 4, 0, 6, 0}, rng);
+  const Tensor x = random_images_i8(3, rng);
+  auto expected = [&](const QuantizedVgg& m) {
+    Tensor y({3, 10}, DType::Int8);
+    for (int64_t img = 0; img < 3; ++img) {
+      PassStats st;
+      const std::vector<int32_t> want = forward_ref(m, x, img, st);
+      for (int64_t o = 0; o < 10; ++o)
+        y.data_i8()[img * 10 + o] = static_cast<int8_t>(want[static_cast<std::size_t>(o)]);
+    }
+    return y;
+  };
+  for (const Int8Kernel kernel : {Int8Kernel::Best, Int8Kernel::Portable}) {
+    INFO((kernel == Int8Kernel::Best ? "kernel Best" : "kernel Portable"));
+    const Tensor before = model.forward(x, kernel);
+    CHECK(before.equal(expected(model)));
+    CHECK(model.forward(x, kernel).equal(before));  // from the cached packs
+    const QuantizedVgg copy = model;
+    // Every weight of the second conv, in place: a large change, so the logits move.
+    Tensor& w = model.convs[1].weight;
+    for (int64_t i = 0; i < w.numel(); ++i) w.data_i8()[i] = static_cast<int8_t>(-w.data_i8()[i] / 2);
+    const Tensor after_weights = model.forward(x, kernel);
+    CHECK(after_weights.equal(expected(model)));
+    CHECK_FALSE(after_weights.equal(before));
+    model.convs[1].input_zero_point += 9;
+    CHECK(model.forward(x, kernel).equal(expected(model)));
+    CHECK(copy.forward(x, kernel).equal(before));
+  }
+}
+
 TEST_CASE("QuantizedVgg::forward: same result on 1 and 2 threads, in a batch or one by one",
           "[quantized]") {
   Rng rng(5);

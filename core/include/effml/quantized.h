@@ -42,6 +42,8 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -79,6 +81,25 @@ enum class Int8Kernel {
 /// `-march=native` does on a CPU that has them).
 bool int8_vnni_available();
 
+namespace detail {
+struct Int8Packs;  // the convolutions' weights as a kernel reads them (quantized.cpp)
+
+/// QuantizedVgg::forward()'s packed weights, kept between calls with a copy of what they were
+/// packed from (internal). Packing costs about a third of a batch-1 call; a call whose weights
+/// and zero points are unchanged reuses the packs after one comparison. A copy starts empty.
+struct Int8PackCache {
+  Int8PackCache() = default;
+  Int8PackCache(const Int8PackCache&) {}
+  Int8PackCache& operator=(const Int8PackCache&) {
+    std::lock_guard<std::mutex> lock(mutex);
+    packs.reset();
+    return *this;
+  }
+  std::mutex mutex;                         ///< forward() may run in several threads at once
+  std::shared_ptr<const Int8Packs> packs;  ///< null until the first forward()
+};
+}  // namespace detail
+
 /// A VGG of make_vgg(cfg) quantized for integer-only inference (see the file's description).
 struct QuantizedVgg {
   std::vector<int64_t> cfg;           ///< output channels of each conv block, 0 for a pool
@@ -99,6 +120,9 @@ struct QuantizedVgg {
   /// int32 biases, multipliers and shifts (8 bits of shift counted as 32 for simplicity), zero
   /// points as int32.
   int64_t parameter_bytes() const;
+
+  /// forward()'s packed weights (internal; repacked whenever the weights or zero points change).
+  mutable detail::Int8PackCache pack_cache;
 };
 
 /// The integer input of a quantized VGG: each pixel \f$ p = \mathrm{round}(255 v) \f$ of an
