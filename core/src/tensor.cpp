@@ -114,23 +114,21 @@ namespace {
 // in fresh zeroed pages each time; whether that happens depends on the sizes and on where the
 // heap happens to start. Measured: the same LeNet-5 benchmark binary took 3.5 to 3.7 s per
 // epoch in some runs and 2.3 to 2.4 s with fixed thresholds (page faults were 10% of its
-// profile). Fixed thresholds, set once for the process before the first tensor: blocks of up to
-// 32 MB (glibc's largest mmap threshold) come from the heap, which keeps up to 256 MB free at
-// its top. The peak memory does not change; memory freed after a peak is kept for reuse.
-void fix_malloc_thresholds() {
+// profile). Fixed thresholds, set once when the program starts (this file is linked into every
+// program that uses tensors): blocks of up to 32 MB (glibc's largest mmap threshold) come from
+// the heap, which keeps up to 256 MB free at its top. The peak memory does not change; memory
+// freed after a peak is kept for reuse.
+bool fix_malloc_thresholds() {
 #if defined(__GLIBC__)
-  static const bool done = [] {
-    mallopt(M_MMAP_THRESHOLD, 32 << 20);
-    mallopt(M_TRIM_THRESHOLD, 256 << 20);
-    return true;
-  }();
-  (void)done;
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
 #endif
+  return true;
 }
+[[maybe_unused]] const bool kMallocThresholdsFixed = fix_malloc_thresholds();
 }  // namespace
 
 void Tensor::allocate() {
-  fix_malloc_thresholds();
   // Round up to the alignment: aligned_alloc requires a multiple of it. Never zero bytes.
   std::size_t bytes = std::max<std::size_t>(nbytes(), 1);
   bytes = (bytes + kAlign - 1) / kAlign * kAlign;
