@@ -134,10 +134,9 @@ void max_pool_2x2_rows(const float* x, int64_t W, int64_t OH, int64_t OW, float*
       const __mmask16 bottom = pick(t, u);
       _mm512_mask_storeu_ps(y + oh * OW + ow0, out, _mm512_mask_blend_ps(bottom, t, u));
       if (kArgmax) {
-        // Index of the window's top-left input: 2*oh*W + 2*(ow0 + lane).
-        const __m512i base = _mm512_add_epi32(
-            _mm512_set1_epi32(static_cast<int32_t>(2 * oh * W + 2 * ow0)),
-            _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1));
+        // Index of the window's top-left input: 2*oh*W + 2*ow0 + 2*lane (`even` holds 2*lane).
+        const __m512i base =
+            _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * oh * W + 2 * ow0)), even);
         const __m512i ti = _mm512_mask_add_epi32(base, t_right, base, one);
         const __m512i ub = _mm512_add_epi32(base, _mm512_set1_epi32(static_cast<int32_t>(W)));
         const __m512i ui = _mm512_mask_add_epi32(ub, u_right, ub, one);
