@@ -709,6 +709,38 @@ float* Conv2d::scratch(int thread, int slot, int64_t n) {
   return v.data() + (-address / sizeof(float)) % 16;
 }
 
+// The packed weights are kept from call to call with a copy of the weights they were packed
+// from: a call whose weights are bit for bit the same (inference) reuses them after one
+// comparison instead of repacking, a scalar copy with strided reads (the VGG's 60,000 conv
+// weights: its batch-1 latency 122 -> 105 us, LeNet-5's 17.3 -> 16.4 us). Any change of the
+// weights, in place or not, repacks; a training step pays one comparison and one copy more.
+void Conv2d::refresh_packs(bool wide_lowering, bool lanes, bool wide_blocks, int nr) {
+  const int64_t G = groups_, F = out_ / G, T = (in_ / G) * k_ * k_, Fp = round_up(F, nr);
+  const float* pw = weight.value.data();  // G blocks of (F, T)
+  const std::size_t wn = static_cast<std::size_t>(weight.value.numel());
+  if (wide_lowering && (pack_source_.size() != wn ||
+                        std::memcmp(pack_source_.data(), pw, wn * sizeof(float)) != 0)) {
+    pack_source_.assign(pw, pw + wn);
+    pack_lanes_.clear();
+    pack_wide_.clear();
+  }
+  if (lanes && pack_lanes_.empty()) {
+    pack_lanes_.resize(static_cast<std::size_t>(G * T * F));
+    for (int64_t b = 0; b < G; ++b)
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t f = 0; f < F; ++f)
+          pack_lanes_[static_cast<std::size_t>((b * T + t) * F + f)] = pw[(b * F + f) * T + t];
+  }
+  if (wide_blocks && pack_wide_.empty()) {
+    pack_wide_.assign(static_cast<std::size_t>(G * Fp * T), 0.0f);
+    for (int64_t b = 0; b < G; ++b)
+      for (int64_t f = 0; f < F; ++f)
+        for (int64_t t = 0; t < T; ++t)
+          pack_wide_[static_cast<std::size_t>((b * Fp + f - f % nr) * T + t * nr + f % nr)] =
+              pw[(b * F + f) * T + t];
+  }
+}
+
 Tensor Conv2d::forward(const Tensor& x) {
   const Shape os = output_shape(x.shape());
   const int64_t N = os[0], H = x.size(2), W = x.size(3), OH = os[2], OW = os[3];
@@ -734,33 +766,7 @@ Tensor Conv2d::forward(const Tensor& x) {
   const bool wide_blocks = low == Lowering::Wide && (!lanes || (use_gv && N >= kVec));
   const int nr = tile_rows(F);
   const int64_t Fp = round_up(F, nr), chunk = chunk_len(Fp);
-  // The packed weights are kept from call to call with a copy of the weights they were packed
-  // from: a call whose weights are bit for bit the same (inference) reuses them after one
-  // comparison instead of repacking, a scalar copy with strided reads (the VGG's 60,000 conv
-  // weights: its batch-1 latency 122 -> 105 us, LeNet-5's 17.3 -> 16.4 us). Any change of the
-  // weights, in place or not, repacks; a training step pays one comparison and one copy more.
-  const std::size_t wn = static_cast<std::size_t>(weight.value.numel());
-  if (low == Lowering::Wide && (pack_source_.size() != wn ||
-                                std::memcmp(pack_source_.data(), pw, wn * sizeof(float)) != 0)) {
-    pack_source_.assign(pw, pw + wn);
-    pack_lanes_.clear();
-    pack_wide_.clear();
-  }
-  if (lanes && pack_lanes_.empty()) {
-    pack_lanes_.resize(static_cast<std::size_t>(G * T * F));
-    for (int64_t b = 0; b < G; ++b)
-      for (int64_t t = 0; t < T; ++t)
-        for (int64_t f = 0; f < F; ++f)
-          pack_lanes_[static_cast<std::size_t>((b * T + t) * F + f)] = pw[(b * F + f) * T + t];
-  }
-  if (wide_blocks && pack_wide_.empty()) {
-    pack_wide_.assign(static_cast<std::size_t>(G * Fp * T), 0.0f);
-    for (int64_t b = 0; b < G; ++b)
-      for (int64_t f = 0; f < F; ++f)
-        for (int64_t t = 0; t < T; ++t)
-          pack_wide_[static_cast<std::size_t>((b * Fp + f - f % nr) * T + t * nr + f % nr)] =
-              pw[(b * F + f) * T + t];
-  }
+  refresh_packs(low == Lowering::Wide, lanes, wide_blocks, nr);
   const float* wt = pack_lanes_.data();
   const float* wpack = pack_wide_.data();
   std::vector<int64_t> off1, offv;

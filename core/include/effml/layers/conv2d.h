@@ -82,6 +82,9 @@ class Conv2d : public Module {
   // wide grid's (T, nr) blocks), each empty until needed, and a copy of the weights they were
   // made from: forward repacks only when the weights differ from that copy.
   std::vector<float> pack_source_, pack_lanes_, pack_wide_;
+  // Brings the packs forward needs (lanes, wide grid with tiles of nr rows) up to date with the
+  // weights; only the wide lowering packs.
+  void refresh_packs(bool wide_lowering, bool lanes, bool wide_blocks, int nr);
   // The buffer `slot` of thread `thread`, grown to at least n floats (its contents are whatever
   // the last call left).
   float* scratch(int thread, int slot, int64_t n);
