@@ -185,6 +185,16 @@ void wide_tile(const float* src, const int64_t* off, int64_t nk, const float* co
   }
 }
 
+// A matrix a (R, K), a(r, k) = src[r * rs + k * ks], packed as wide_tile reads its coefficients:
+// one (K, nr) block per nr rows, element (r, k) at (r - r % nr) * K + k * nr + r % nr. The rows
+// past R up to the next multiple of nr are left as they are in out (the callers zero them).
+void pack_tile_rows(const float* src, int64_t R, int64_t K, int64_t rs, int64_t ks, int nr,
+                    float* out) {
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t k = 0; k < K; ++k)
+      out[(r - r % nr) * K + k * nr + r % nr] = src[r * rs + k * ks];
+}
+
 // out (R, ldo), columns [0, n) = wide_tile over R / NR row blocks and n / kVec vectors: three at
 // a time, then two and two when four are left (a lone vector keeps only NR accumulators busy),
 // or the two or one left. coef holds one (nk, NR) block per row block. n is a whole number of
@@ -733,11 +743,8 @@ void Conv2d::refresh_packs(bool wide_lowering, bool lanes, bool wide_blocks, int
   }
   if (wide_blocks && pack_wide_.empty()) {
     pack_wide_.assign(static_cast<std::size_t>(G * Fp * T), 0.0f);
-    for (int64_t b = 0; b < G; ++b)
-      for (int64_t f = 0; f < F; ++f)
-        for (int64_t t = 0; t < T; ++t)
-          pack_wide_[static_cast<std::size_t>((b * Fp + f - f % nr) * T + t * nr + f % nr)] =
-              pw[(b * F + f) * T + t];
+    for (int64_t b = 0; b < G; ++b)  // W_b (F, T): a(f, t) = pw[(b * F + f) * T + t]
+      pack_tile_rows(pw + b * F * T, F, T, T, 1, nr, pack_wide_.data() + b * Fp * T);
   }
 }
 
@@ -904,11 +911,8 @@ Tensor Conv2d::backward(const Tensor& dy) {
     if (use_gv) offv = gv.tap_offsets(Q);
     if (want_dx) {
       wpack.assign(static_cast<std::size_t>(G * Tp * F), 0.0f);
-      for (int64_t b = 0; b < G; ++b)
-        for (int64_t f = 0; f < F; ++f)
-          for (int64_t t = 0; t < T; ++t)
-            wpack[static_cast<std::size_t>((b * Tp + t - t % nt) * F + f * nt + t % nt)] =
-                pw[(b * F + f) * T + t];
+      for (int64_t b = 0; b < G; ++b)  // W_b^T (T, F): a(t, f) = pw[(b * F + f) * T + t]
+        pack_tile_rows(pw + b * F * T, T, F, 1, T, nt, wpack.data() + b * Tp * F);
       for (int64_t f = 0; f < F; ++f) {
         off_f1.push_back(f * g1.len());  // row f of dy_b
         off_fv.push_back(f * gv.len());
