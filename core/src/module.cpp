@@ -85,17 +85,31 @@ void Sequential::replace(std::size_t i, std::unique_ptr<Module> m) {
   layers_[i].second = std::move(m);
 }
 
-Tensor Sequential::forward(const Tensor& x) {
-  if (training_) {
-    // A layer needs dx only if something before it does: a trainable layer, or our own caller.
-    bool upstream = needs_input_grad;
-    for (auto& [name, layer] : layers_) {
-      layer->needs_input_grad = upstream;
-      if (!layer->named_parameters().empty()) upstream = true;
-    }
+void Sequential::set_input_grads() {
+  if (!training_) return;
+  // A layer needs dx only if something before it does: a trainable layer, or our own caller.
+  bool upstream = needs_input_grad;
+  for (auto& [name, layer] : layers_) {
+    layer->needs_input_grad = upstream;
+    if (!layer->named_parameters().empty()) upstream = true;
   }
-  Tensor h = x;
-  for (auto& [name, layer] : layers_) h = layer->forward(h);
+}
+
+// Each intermediate result goes to the next module as forward_owned: a layer may then compute in
+// place (ReLU, Flatten) or keep its input for backward without a copy (Conv2d, Linear).
+Tensor Sequential::forward(const Tensor& x) {
+  if (layers_.empty()) return x;
+  set_input_grads();
+  Tensor h = layers_.front().second->forward(x);
+  for (std::size_t i = 1; i < layers_.size(); ++i)
+    h = layers_[i].second->forward_owned(std::move(h));
+  return h;
+}
+
+Tensor Sequential::forward_owned(Tensor&& x) {
+  set_input_grads();
+  Tensor h = std::move(x);
+  for (auto& [name, layer] : layers_) h = layer->forward_owned(std::move(h));
   return h;
 }
 

@@ -500,7 +500,12 @@ TEST_CASE("dropout: identity in evaluation, keeps about 1 - p in training", "[dr
   for (int64_t i = 0; i < x.numel(); i += 997)
     CHECK(dx[i] == Approx(y[i] == 0.0f ? 0.0f : dy[i] / 0.7f).epsilon(1e-6));
 
-  // Same seed, same mask; the next call draws a new one.
+  // Same seed, same mask; the next call draws a new one. forward_owned draws the same masks.
+  Dropout owned(0.3f, 7);
+  CHECK(owned.forward_owned(Tensor(x)).equal(y));
+  owned.eval();
+  CHECK(owned.forward_owned(Tensor(x)).equal(x));
+  CHECK(owned.backward(dy).equal(dy));
   Dropout again(0.3f, 7);
   CHECK(again.forward(x).equal(y));
   CHECK(!again.forward(x).equal(y));

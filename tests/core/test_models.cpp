@@ -4,6 +4,7 @@
 #include "effml/layers.h"
 #include "effml/metrics.h"
 #include "effml/models.h"
+#include "effml/rng.h"
 
 using namespace effml;
 
@@ -53,6 +54,59 @@ TEST_CASE("models: the same seed gives the same weights, another seed others", "
   CHECK(a->parameter("features.0.weight").value.equal(b->parameter("features.0.weight").value));
   CHECK_FALSE(
       a->parameter("features.0.weight").value.equal(c->parameter("features.0.weight").value));
+}
+
+TEST_CASE("models: forward_owned gives forward's outputs and gradients, bit for bit",
+          "[models]") {
+  // Sequential hands intermediate results on with forward_owned, so that ReLU and Flatten work
+  // in place and Conv2d and Linear keep their inputs for backward without a copy. Calling the
+  // whole model either way must not change a bit, in either mode, nor touch the caller's input.
+  Rng rng(21);
+  for (const char* name : {"lenet300", "lenet5", "vgg"}) {
+    for (const bool training : {true, false}) {
+      INFO(name << (training ? " in training mode" : " in evaluation mode"));
+      auto a = make_model(name, 3), b = make_model(name, 3);
+      a->train(training);
+      b->train(training);
+      const Tensor x = Tensor::randn(image_input_shape(5), rng);
+      const Tensor x_before = x;
+      const Tensor ya = a->forward(x);
+      const Tensor yb = b->forward_owned(Tensor(x));
+      CHECK(x.equal(x_before));
+      CHECK(ya.equal(yb));
+      // A second call reuses the layers' kept buffers (ReLU masks, conv packs).
+      CHECK(a->forward(x).equal(b->forward_owned(Tensor(x))));
+      if (!training) continue;
+      const Tensor dy = Tensor::randn(ya.shape(), rng);
+      a->backward(dy);
+      b->backward(dy);
+      auto pa = a->named_parameters(), pb = b->named_parameters();
+      REQUIRE(pa.size() == pb.size());
+      for (std::size_t i = 0; i < pa.size(); ++i) {
+        INFO(pa[i].name);
+        CHECK(pa[i].param->grad.equal(pb[i].param->grad));
+      }
+    }
+  }
+}
+
+TEST_CASE("models: a Sequential leaves its input alone when its first layer works in place",
+          "[models]") {
+  // Only the modules after the first receive an owned tensor: a ReLU or Flatten first must not
+  // write into the caller's input, in either mode.
+  Rng rng(22);
+  for (const bool training : {true, false}) {
+    Sequential s;
+    s.emplace<ReLU>();
+    s.emplace<Flatten>();
+    s.emplace<ReLU>();
+    s.train(training);
+    const Tensor x = Tensor::randn({3, 2, 4, 4}, rng);
+    const Tensor x_before = x;
+    const Tensor y = s.forward(x);
+    CHECK(x.equal(x_before));
+    CHECK(y.equal(x.relu().reshape({3, 32})));
+  }
 }
 
 TEST_CASE("metrics: per-layer profile, non-zeros and sparsity", "[metrics]") {

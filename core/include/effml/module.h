@@ -59,6 +59,11 @@ class Module {
 
   /// y = f(x).
   virtual Tensor forward(const Tensor& x) = 0;
+  /// forward(x) for a caller that has no further use for x: the layer may write y into x's
+  /// storage, or keep x for backward without copying it. Sequential hands its intermediate
+  /// results on this way. The default calls forward(x); an override gives the same y and leaves
+  /// the same state for backward.
+  virtual Tensor forward_owned(Tensor&& x) { return forward(x); }
   /// dx from dy; parameter gradients are accumulated (+=).
   virtual Tensor backward(const Tensor& dy) = 0;
   /// Short description, e.g. "Linear(784, 300)".
@@ -145,6 +150,8 @@ class Sequential : public Module {
   /// false when no module before it has parameters and this Sequential's own needs_input_grad is
   /// false, so the backward of the first layers skips computing dx.
   Tensor forward(const Tensor& x) override;
+  /// The same, x handed to the first module as forward_owned.
+  Tensor forward_owned(Tensor&& x) override;
   /// Runs the modules' backward in reverse order; after a module whose needs_input_grad is false
   /// it stops and returns an empty tensor.
   Tensor backward(const Tensor& dy) override;
@@ -158,6 +165,9 @@ class Sequential : public Module {
   std::vector<std::pair<std::string, Module*>> children() override;
 
  private:
+  // In training mode, sets each module's needs_input_grad as forward describes.
+  void set_input_grads();
+
   std::vector<std::pair<std::string, std::unique_ptr<Module>>> layers_;
 };
 

@@ -16,19 +16,27 @@ constexpr int64_t kParallelMin = int64_t{1} << 16;
 
 Tensor ReLU::forward(const Tensor& x) {
   Tensor y = Tensor::empty(x.shape());
-  const float* px = x.data();
-  float* py = y.data();
-  const int64_t n = x.numel();
+  apply(x.data(), y.data(), x.numel(), x.shape());
+  return y;
+}
+
+Tensor ReLU::forward_owned(Tensor&& x) {
+  float* p = x.data();
+  apply(p, p, x.numel(), x.shape());
+  return std::move(x);
+}
+
+// Each element is read before it is written, at the same index, so px == py is safe.
+void ReLU::apply(const float* px, float* py, int64_t n, const Shape& shape) {
   if (!training_) {
     y_ = Tensor();
     parallel_for(n, n > kParallelMin, [px, py](int64_t begin, int64_t end) {
 #pragma omp simd
       for (int64_t i = begin; i < end; ++i) py[i] = px[i] > 0.0f ? px[i] : 0.0f;
     });
-    return y;
+    return;
   }
-  if (y_.dtype() != DType::Int8 || y_.shape() != x.shape())
-    y_ = Tensor::empty(x.shape(), DType::Int8);
+  if (y_.dtype() != DType::Int8 || y_.shape() != shape) y_ = Tensor::empty(shape, DType::Int8);
   int8_t* positive = y_.data_i8();
   // The pointers are captured by value: a store through int8_t* may alias anything, captured
   // references included, which keeps a loop from vectorizing.
@@ -40,7 +48,6 @@ Tensor ReLU::forward(const Tensor& x) {
       positive[i] = static_cast<int8_t>(p);
     }
   });
-  return y;
 }
 
 Tensor ReLU::backward(const Tensor& dy) {

@@ -31,6 +31,17 @@ Tensor Dropout::forward(const Tensor& x) {
   return y;
 }
 
+Tensor Dropout::forward_owned(Tensor&& x) {
+  if (!training_ || p_ == 0.0f) {
+    in_shape_ = x.shape();
+    have_forward_ = true;
+    identity_ = true;
+    mask_ = Tensor();
+    return std::move(x);
+  }
+  return forward(x);
+}
+
 Tensor Dropout::backward(const Tensor& dy) {
   EFFML_CHECK(have_forward_, describe() << ": backward called before forward");
   check_shape(dy, in_shape_, describe() + " backward: dy");

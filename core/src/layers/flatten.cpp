@@ -14,6 +14,12 @@ Tensor Flatten::forward(const Tensor& x) {
   return x.reshape(output_shape(x.shape()));
 }
 
+Tensor Flatten::forward_owned(Tensor&& x) {
+  in_shape_ = x.shape();
+  x.reshape_(output_shape(x.shape()));
+  return std::move(x);
+}
+
 Tensor Flatten::backward(const Tensor& dy) {
   if (!needs_input_grad) return Tensor(Shape{0});
   return dy.reshape(in_shape_);

@@ -23,6 +23,19 @@ Shape Linear::output_shape(const Shape& in) const {
 int64_t Linear::macs(const Shape& in) const { return output_shape(in)[0] * in_ * out_; }
 
 Tensor Linear::forward(const Tensor& x) {
+  Tensor y = apply(x);
+  // Cache the input for backward; an evaluation-mode forward drops a stale one.
+  x_ = training_ ? x : Tensor();
+  return y;
+}
+
+Tensor Linear::forward_owned(Tensor&& x) {
+  Tensor y = apply(x);
+  x_ = training_ ? std::move(x) : Tensor();
+  return y;
+}
+
+Tensor Linear::apply(const Tensor& x) const {
   const int64_t n = output_shape(x.shape())[0];
   Tensor y = Tensor::empty({n, out_});
   // y (N, out) = x (N, in) * W^T (in, out)
@@ -34,8 +47,6 @@ Tensor Linear::forward(const Tensor& x) {
     for (int64_t i = 0; i < n; ++i)
       for (int64_t o = 0; o < out_; ++o) py[i * out_ + o] += b[o];
   }
-  // Cache the input for backward; an evaluation-mode forward drops a stale one.
-  x_ = training_ ? x : Tensor();
   return y;
 }
 

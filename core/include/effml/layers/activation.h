@@ -11,6 +11,8 @@ class ReLU : public Module {
  public:
   /// y = max(x, 0), same shape as x; caches the mask [y > 0] in training mode.
   Tensor forward(const Tensor& x) override;
+  /// The same, computed in x's storage.
+  Tensor forward_owned(Tensor&& x) override;
   /// dx = dy where the cached mask is set, else 0. Throws unless dy has the shape of the last
   /// training-mode output.
   Tensor backward(const Tensor& dy) override;
@@ -20,6 +22,10 @@ class ReLU : public Module {
   Shape output_shape(const Shape& in) const override { return in; }
 
  private:
+  // py[i] = max(px[i], 0) for the n elements; py may be px. In training mode it also caches the
+  // mask in y_.
+  void apply(const float* px, float* py, int64_t n, const Shape& shape);
+
   Tensor y_;  // int8 mask [y > 0] cached by forward (y > 0 exactly where x > 0)
 };
 

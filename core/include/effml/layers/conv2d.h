@@ -49,6 +49,8 @@ class Conv2d : public Module {
          int64_t padding = 0, int64_t groups = 1, bool bias = true);
 
   Tensor forward(const Tensor& x) override;
+  /// The same; in training mode x itself is kept for backward instead of a copy.
+  Tensor forward_owned(Tensor&& x) override;
   Tensor backward(const Tensor& dy) override;
   /// "Conv2d(1, 6, kernel_size=5, stride=1, padding=2)"; padding, groups and bias are named
   /// only when they differ from the defaults, as in PyTorch's repr.
@@ -75,6 +77,8 @@ class Conv2d : public Module {
   int64_t in_, out_, k_, stride_, pad_, groups_;
   bool has_bias_;
   Tensor x_;  // input cached by a training-mode forward, (N, Cin, H, W)
+  // y = conv(x) + b, without caching x.
+  Tensor apply(const Tensor& x);
   // Work buffers, a few per thread (slots), kept from call to call so that a training loop does
   // not allocate (and fault in) them at every step; they only ever grow.
   std::vector<std::vector<float>> scratch_;

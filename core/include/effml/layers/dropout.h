@@ -22,6 +22,8 @@ class Dropout : public Module {
   explicit Dropout(float p = 0.5f, uint64_t seed = 0);
 
   Tensor forward(const Tensor& x) override;
+  /// The same; the identity returns x itself, without a copy.
+  Tensor forward_owned(Tensor&& x) override;
   Tensor backward(const Tensor& dy) override;
   /// "Dropout(p=0.5)"
   std::string describe() const override;

@@ -11,6 +11,8 @@ class Flatten : public Module {
  public:
   /// (N, d1, d2, ...) -> (N, d1 * d2 * ...); remembers the input shape for backward.
   Tensor forward(const Tensor& x) override;
+  /// The same, without a copy: x's storage under the new shape.
+  Tensor forward_owned(Tensor&& x) override;
   /// dy reshaped to the last forward's input shape, or an empty tensor when needs_input_grad is
   /// false. Throws when dy's numel does not match that shape.
   Tensor backward(const Tensor& dy) override;

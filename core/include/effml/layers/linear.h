@@ -17,6 +17,8 @@ class Linear : public Module {
 
   /// x (N, in) -> y (N, out); caches x in training mode. Throws on any other input shape.
   Tensor forward(const Tensor& x) override;
+  /// The same; in training mode x itself is kept for backward instead of a copy.
+  Tensor forward_owned(Tensor&& x) override;
   /// dy (N, out) -> dx (N, in), or an empty tensor when needs_input_grad is false; adds into
   /// weight.grad (and bias.grad). Throws without a training-mode forward or on a wrong dy shape.
   Tensor backward(const Tensor& dy) override;
@@ -40,6 +42,9 @@ class Linear : public Module {
   int64_t in_, out_;
   bool has_bias_;
   Tensor x_;  // input cached by forward, (N, in)
+
+  // y = x W^T + b, without caching anything.
+  Tensor apply(const Tensor& x) const;
 };
 
 }  // namespace effml
