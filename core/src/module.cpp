@@ -114,11 +114,23 @@ Tensor Sequential::forward_owned(Tensor&& x) {
 }
 
 Tensor Sequential::backward(const Tensor& dy) {
-  Tensor g = dy;
-  for (auto it = layers_.rbegin(); it != layers_.rend(); ++it) {
-    g = it->second->backward(g);
-    // Nothing before a layer that needs no dx has parameters or a caller wanting dx: stop.
-    if (!it->second->needs_input_grad) return Tensor(Shape{0});
+  if (layers_.empty()) return dy;
+  Module& last = *layers_.back().second;
+  Tensor g = last.backward(dy);
+  // Nothing before a layer that needs no dx has parameters or a caller wanting dx: stop.
+  if (!last.needs_input_grad) return Tensor(Shape{0});
+  return backward_from(layers_.size() - 1, std::move(g));
+}
+
+Tensor Sequential::backward_owned(Tensor&& dy) {
+  return backward_from(layers_.size(), std::move(dy));
+}
+
+Tensor Sequential::backward_from(std::size_t last, Tensor g) {
+  for (std::size_t i = last; i-- > 0;) {
+    Module& layer = *layers_[i].second;
+    g = layer.backward_owned(std::move(g));
+    if (!layer.needs_input_grad) return Tensor(Shape{0});
   }
   return g;
 }

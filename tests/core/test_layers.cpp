@@ -503,9 +503,10 @@ TEST_CASE("dropout: identity in evaluation, keeps about 1 - p in training", "[dr
   // Same seed, same mask; the next call draws a new one. forward_owned draws the same masks.
   Dropout owned(0.3f, 7);
   CHECK(owned.forward_owned(Tensor(x)).equal(y));
+  CHECK(owned.backward_owned(Tensor(dy)).equal(dx));
   owned.eval();
   CHECK(owned.forward_owned(Tensor(x)).equal(x));
-  CHECK(owned.backward(dy).equal(dy));
+  CHECK(owned.backward_owned(Tensor(dy)).equal(dy));
   Dropout again(0.3f, 7);
   CHECK(again.forward(x).equal(y));
   CHECK(!again.forward(x).equal(y));

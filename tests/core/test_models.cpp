@@ -56,11 +56,12 @@ TEST_CASE("models: the same seed gives the same weights, another seed others", "
       a->parameter("features.0.weight").value.equal(c->parameter("features.0.weight").value));
 }
 
-TEST_CASE("models: forward_owned gives forward's outputs and gradients, bit for bit",
+TEST_CASE("models: forward_owned and backward_owned give the same outputs and gradients",
           "[models]") {
-  // Sequential hands intermediate results on with forward_owned, so that ReLU and Flatten work
-  // in place and Conv2d and Linear keep their inputs for backward without a copy. Calling the
-  // whole model either way must not change a bit, in either mode, nor touch the caller's input.
+  // Sequential hands intermediate results on with forward_owned and backward_owned, so that
+  // ReLU and Flatten work in place and Conv2d and Linear keep their inputs for backward without a
+  // copy. Calling the whole model either way must not change a bit, in either mode, nor touch
+  // the caller's input or gradient.
   Rng rng(21);
   for (const char* name : {"lenet300", "lenet5", "vgg"}) {
     for (const bool training : {true, false}) {
@@ -78,8 +79,15 @@ TEST_CASE("models: forward_owned gives forward's outputs and gradients, bit for 
       CHECK(a->forward(x).equal(b->forward_owned(Tensor(x))));
       if (!training) continue;
       const Tensor dy = Tensor::randn(ya.shape(), rng);
-      a->backward(dy);
-      b->backward(dy);
+      const Tensor dy_before = dy;
+      a->needs_input_grad = b->needs_input_grad = true;  // so that dx comes back too
+      a->forward(x);
+      b->forward_owned(Tensor(x));
+      const Tensor dxa = a->backward(dy);
+      const Tensor dxb = b->backward_owned(Tensor(dy));
+      CHECK(dy.equal(dy_before));
+      CHECK(dxa.shape() == x.shape());
+      CHECK(dxa.equal(dxb));
       auto pa = a->named_parameters(), pb = b->named_parameters();
       REQUIRE(pa.size() == pb.size());
       for (std::size_t i = 0; i < pa.size(); ++i) {
@@ -106,6 +114,13 @@ TEST_CASE("models: a Sequential leaves its input alone when its first layer work
     const Tensor y = s.forward(x);
     CHECK(x.equal(x_before));
     CHECK(y.equal(x.relu().reshape({3, 32})));
+    if (!training) continue;
+    // Backward likewise leaves the caller's dy alone when its last layer could work in place.
+    const Tensor dy = Tensor::randn(y.shape(), rng);
+    const Tensor dy_before = dy;
+    const Tensor dx = s.backward(dy);
+    CHECK(dy.equal(dy_before));
+    for (int64_t i = 0; i < x.numel(); ++i) CHECK(dx[i] == (x[i] > 0.0f ? dy[i] : 0.0f));
   }
 }
 

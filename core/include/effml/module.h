@@ -66,6 +66,9 @@ class Module {
   virtual Tensor forward_owned(Tensor&& x) { return forward(x); }
   /// dx from dy; parameter gradients are accumulated (+=).
   virtual Tensor backward(const Tensor& dy) = 0;
+  /// backward(dy) for a caller that has no further use for dy: the layer may write dx into dy's
+  /// storage. The default calls backward(dy); an override gives the same dx and gradients.
+  virtual Tensor backward_owned(Tensor&& dy) { return backward(dy); }
   /// Short description, e.g. "Linear(784, 300)".
   virtual std::string describe() const = 0;
   /// Output shape for an input of shape `in` (batch dimension included). Throws on a bad shape.
@@ -153,8 +156,11 @@ class Sequential : public Module {
   /// The same, x handed to the first module as forward_owned.
   Tensor forward_owned(Tensor&& x) override;
   /// Runs the modules' backward in reverse order; after a module whose needs_input_grad is false
-  /// it stops and returns an empty tensor.
+  /// it stops and returns an empty tensor. The modules before the last get their dy as
+  /// backward_owned.
   Tensor backward(const Tensor& dy) override;
+  /// The same, dy handed to the last module as backward_owned.
+  Tensor backward_owned(Tensor&& dy) override;
   /// "Sequential(" followed by the modules' descriptions, comma-separated, and ")".
   std::string describe() const override;
   /// The input shape passed through every module's output_shape in order.
@@ -167,6 +173,8 @@ class Sequential : public Module {
  private:
   // In training mode, sets each module's needs_input_grad as forward describes.
   void set_input_grads();
+  // Runs backward_owned from module last - 1 down to module 0, as backward describes.
+  Tensor backward_from(std::size_t last, Tensor g);
 
   std::vector<std::pair<std::string, std::unique_ptr<Module>>> layers_;
 };

@@ -53,15 +53,24 @@ void ReLU::apply(const float* px, float* py, int64_t n, const Shape& shape) {
 Tensor ReLU::backward(const Tensor& dy) {
   check_shape(dy, y_.shape(), "ReLU backward: dy");
   Tensor dx = Tensor::empty(dy.shape());
-  const int8_t* positive = y_.numel() > 0 ? y_.data_i8() : nullptr;
-  const float* pdy = dy.data();
-  float* pdx = dx.data();
-  const int64_t n = dy.numel();
+  mask(dy.data(), dx.data());
+  return dx;
+}
+
+Tensor ReLU::backward_owned(Tensor&& dy) {
+  check_shape(dy, y_.shape(), "ReLU backward: dy");
+  float* p = dy.data();
+  mask(p, p);
+  return std::move(dy);
+}
+
+void ReLU::mask(const float* pdy, float* pdx) const {
+  const int64_t n = y_.numel();
+  const int8_t* positive = n > 0 ? y_.data_i8() : nullptr;
   parallel_for(n, n > kParallelMin, [positive, pdy, pdx](int64_t begin, int64_t end) {
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) pdx[i] = positive[i] ? pdy[i] : 0.0f;
   });
-  return dx;
 }
 
 }  // namespace effml

@@ -50,6 +50,14 @@ Tensor Dropout::backward(const Tensor& dy) {
   return dy * mask_;
 }
 
+Tensor Dropout::backward_owned(Tensor&& dy) {
+  EFFML_CHECK(have_forward_, describe() << ": backward called before forward");
+  check_shape(dy, in_shape_, describe() + " backward: dy");
+  if (!needs_input_grad) return Tensor(Shape{0});
+  if (!identity_) dy.mul_(mask_);
+  return std::move(dy);
+}
+
 std::string Dropout::describe() const {
   std::ostringstream os;
   os << "Dropout(p=" << p_ << ")";

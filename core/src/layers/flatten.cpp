@@ -25,4 +25,10 @@ Tensor Flatten::backward(const Tensor& dy) {
   return dy.reshape(in_shape_);
 }
 
+Tensor Flatten::backward_owned(Tensor&& dy) {
+  if (!needs_input_grad) return Tensor(Shape{0});
+  dy.reshape_(in_shape_);
+  return std::move(dy);
+}
+
 }  // namespace effml

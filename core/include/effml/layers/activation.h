@@ -16,6 +16,8 @@ class ReLU : public Module {
   /// dx = dy where the cached mask is set, else 0. Throws unless dy has the shape of the last
   /// training-mode output.
   Tensor backward(const Tensor& dy) override;
+  /// The same, computed in dy's storage.
+  Tensor backward_owned(Tensor&& dy) override;
   /// "ReLU()".
   std::string describe() const override { return "ReLU()"; }
   /// `in` unchanged.
@@ -25,6 +27,8 @@ class ReLU : public Module {
   // py[i] = max(px[i], 0) for the n elements; py may be px. In training mode it also caches the
   // mask in y_.
   void apply(const float* px, float* py, int64_t n, const Shape& shape);
+  // pdx[i] = pdy[i] where the mask is set, else 0, for every element of the mask; pdx may be pdy.
+  void mask(const float* pdy, float* pdx) const;
 
   Tensor y_;  // int8 mask [y > 0] cached by forward (y > 0 exactly where x > 0)
 };

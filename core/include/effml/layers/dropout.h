@@ -25,6 +25,8 @@ class Dropout : public Module {
   /// The same; the identity returns x itself, without a copy.
   Tensor forward_owned(Tensor&& x) override;
   Tensor backward(const Tensor& dy) override;
+  /// The same, computed in dy's storage.
+  Tensor backward_owned(Tensor&& dy) override;
   /// "Dropout(p=0.5)"
   std::string describe() const override;
   /// The input's shape (any shape).

@@ -16,6 +16,8 @@ class Flatten : public Module {
   /// dy reshaped to the last forward's input shape, or an empty tensor when needs_input_grad is
   /// false. Throws when dy's numel does not match that shape.
   Tensor backward(const Tensor& dy) override;
+  /// The same, without a copy.
+  Tensor backward_owned(Tensor&& dy) override;
   /// "Flatten()".
   std::string describe() const override { return "Flatten()"; }
   /// (N, d1, d2, ...) -> (N, d1 * d2 * ...); throws on a shape without a batch dimension ({}).
