@@ -774,31 +774,38 @@ void Conv2d::refresh_packs(bool wide_lowering, bool lanes, bool wide_blocks, int
 
 // Only a training-mode forward leaves an input for backward; an evaluation-mode one drops any
 // older input, so that a backward after it fails instead of using a stale one.
+// (Dropping an input that is already dropped would allocate an empty tensor at every call.)
 Tensor Conv2d::forward(const Tensor& x) {
   Tensor y = apply(x);
-  x_ = training_ ? x : Tensor();
+  if (training_)
+    x_ = x;
+  else if (x_.numel() != 0)
+    x_ = Tensor();
   return y;
 }
 
 Tensor Conv2d::forward_owned(Tensor&& x) {
   Tensor y = apply(x);
-  x_ = training_ ? std::move(x) : Tensor();
+  if (training_)
+    x_ = std::move(x);
+  else if (x_.numel() != 0)
+    x_ = Tensor();
   return y;
 }
 
 Tensor Conv2d::apply(const Tensor& x) {
-  const Shape os = output_shape(x.shape());
+  Shape os = output_shape(x.shape());
   const int64_t N = os[0], H = x.size(2), W = x.size(3), OH = os[2], OW = os[3];
   const int64_t K = k_, S = stride_, P = pad_, G = groups_;
   const int64_t C = in_ / G, F = out_ / G;  // channels per group, in and out
   const int64_t T = C * K * K, OHW = OH * OW;
   const Lowering low = choose_lowering(C, G, K, S, P);
-  Tensor y = Tensor::empty(os);  // (N, Cout, OH, OW); every element is written below
+  Tensor y = Tensor::empty(std::move(os));  // (N, Cout, OH, OW); every element is written below
   const float* px = x.data();
   const float* pw = weight.value.data();  // (Cout, C, K, K) = G blocks of (F, T)
   const float* pb = has_bias_ ? bias.value.data() : nullptr;
   float* py = y.data();
-  const bool parallel = N > 1 && macs(x.shape()) >= kParallelMinMacs;
+  const bool parallel = N > 1 && N * out_ * OHW * T >= kParallelMinMacs;  // macs(x.shape())
   scratch_.resize(std::max(scratch_.size(), static_cast<std::size_t>(num_threads() * kSlots)));
 
   // Wide: blocks of one sample (g1) or of kVec interleaved ones (gv); the weights packed as the

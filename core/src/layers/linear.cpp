@@ -24,20 +24,27 @@ int64_t Linear::macs(const Shape& in) const { return output_shape(in)[0] * in_ *
 
 Tensor Linear::forward(const Tensor& x) {
   Tensor y = apply(x);
-  // Cache the input for backward; an evaluation-mode forward drops a stale one.
-  x_ = training_ ? x : Tensor();
+  // Cache the input for backward; an evaluation-mode forward drops a stale one (once: dropping
+  // it again would allocate an empty tensor at every call).
+  if (training_)
+    x_ = x;
+  else if (x_.numel() != 0)
+    x_ = Tensor();
   return y;
 }
 
 Tensor Linear::forward_owned(Tensor&& x) {
   Tensor y = apply(x);
-  x_ = training_ ? std::move(x) : Tensor();
+  if (training_)
+    x_ = std::move(x);
+  else if (x_.numel() != 0)
+    x_ = Tensor();
   return y;
 }
 
 Tensor Linear::apply(const Tensor& x) const {
-  const int64_t n = output_shape(x.shape())[0];
-  Tensor y = Tensor::empty({n, out_});
+  Tensor y = Tensor::empty(output_shape(x.shape()));  // (N, out)
+  const int64_t n = y.size(0);
   // y (N, out) = x (N, in) * W^T (in, out)
   gemm(false, true, n, out_, in_, 1.0f, x.data(), in_, weight.value.data(), in_, 0.0f, y.data(),
        out_);

@@ -166,10 +166,10 @@ Shape MaxPool2d::output_shape(const Shape& in) const {
 std::string MaxPool2d::describe() const { return pool_describe("MaxPool2d", k_, stride_, pad_); }
 
 Tensor MaxPool2d::forward(const Tensor& x) {
-  const Shape os = output_shape(x.shape());
+  Shape os = output_shape(x.shape());
   const int64_t planes = os[0] * os[1], H = x.size(2), W = x.size(3), OH = os[2], OW = os[3];
   const int64_t K = k_, S = stride_, P = pad_;
-  Tensor y = Tensor::empty(os);  // every element is written below
+  Tensor y = Tensor::empty(std::move(os));  // every element is written below
   // The argmax buffer is kept from call to call (it only grows): no allocation per step.
   argmax_.resize(training_ ? static_cast<std::size_t>(y.numel()) : 0);
   const float* px = x.data();
