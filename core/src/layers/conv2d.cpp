@@ -841,17 +841,22 @@ Tensor Conv2d::apply(const Tensor& x) {
         const int64_t* off = v ? offv.data() : off1.data();
         float* xb = scratch(tid, kPadded, g.xlen());
         float* out = scratch(tid, kWide, Fp * chunk);  // (Fp, chunk): one chunk of y_b
-        if (v)
-          pack_input<kVec>(g, px + n * in_ * H * W, xb);
-        else
-          pack_input<1>(g, px + n * in_ * H * W, xb);
+        const float* xn = px + n * in_ * H * W;
         if (!v && lanes) {
+          // Without padding a sample is its own block, and the lanes read only inside it (the
+          // copy was 0.3 of LeNet-5's 13.3 us at batch 1).
+          if (P != 0) pack_input<1>(g, xn, xb);
+          const float* src = P != 0 ? xb : xn;
           for (int64_t b = 0; b < G; ++b)
-            channel_product(g, xb + b * C * g.plane(), off, wt + b * T * F,
+            channel_product(g, src + b * C * g.plane(), off, wt + b * T * F,
                             pb ? pb + b * F : nullptr, py + n * out_ * OHW + b * F * OHW);
           n += 1;
           continue;
         }
+        if (v)
+          pack_input<kVec>(g, xn, xb);
+        else
+          pack_input<1>(g, xn, xb);
         for (int64_t b = 0; b < G; ++b)
           for (const Run& run : v ? runsv : runs1)
             for (int64_t i = 0, count = chunks_of(run.n, chunk); i < count; ++i) {
