@@ -33,6 +33,30 @@ TEST_CASE("optim: SGD with momentum and weight decay follows torch.optim.SGD", "
   }
 }
 
+TEST_CASE("optim: SGD with Nesterov momentum, and without momentum, follows torch.optim.SGD",
+          "[optim]") {
+  for (const bool nesterov : {true, false}) {
+    INFO((nesterov ? "nesterov, momentum 0.9" : "momentum 0"));
+    One m;
+    const double mu = nesterov ? 0.9 : 0.0;
+    SGD opt(m.named_parameters(), 0.1f, static_cast<float>(mu), 0.01f, nesterov);
+    double w[2] = {1.0, -2.0}, buf[2] = {0.0, 0.0};
+    for (int step = 0; step < 3; ++step) {
+      m.w.grad.fill_(0.5f);
+      opt.step();
+      for (int i = 0; i < 2; ++i) {
+        double g = 0.5 + 0.01 * w[i];
+        if (mu != 0.0) {
+          buf[i] = step == 0 ? g : mu * buf[i] + g;
+          g = g + mu * buf[i];  // Nesterov
+        }
+        w[i] -= 0.1 * g;
+        CHECK(m.w.value[i] == Approx(w[i]).epsilon(1e-6));
+      }
+    }
+  }
+}
+
 TEST_CASE("optim: Adam follows torch.optim.Adam", "[optim]") {
   One m;
   Adam opt(m.named_parameters(), 0.01f);
