@@ -238,9 +238,39 @@ Tensor MaxPool2d::backward(const Tensor& dy) {
   check_shape(dy, os, describe() + " backward: dy");
   if (!needs_input_grad) return Tensor(Shape{0});
   const int64_t planes = os[0] * os[1], HW = in_shape_[2] * in_shape_[3], OHW = os[2] * os[3];
-  Tensor dx(in_shape_);
   const float* pdy = dy.data();
   const int32_t* pa = argmax_.data();
+  if (k_ == 2 && stride_ == 2 && pad_ == 0) {
+    // Windows that do not overlap: every input element is written once, its gradient or zero,
+    // instead of zeroing dx and scattering into it (two passes over dx, one of them random).
+    const int64_t H = in_shape_[2], W = in_shape_[3], OH = os[2], OW = os[3];
+    Tensor dx = Tensor::empty(in_shape_);
+    float* pdx = dx.data();
+    parallel_for(planes, dx.numel() > kParallelMin, [=](int64_t begin, int64_t end) {
+      for (int64_t q = begin; q < end; ++q) {
+        float* d = pdx + q * HW;
+        for (int64_t oh = 0; oh < OH; ++oh) {
+          const float* g = pdy + q * OHW + oh * OW;
+          const int32_t* a = pa + q * OHW + oh * OW;
+          float* top = d + 2 * oh * W;
+          float* bottom = top + W;
+          const int32_t c0 = static_cast<int32_t>(2 * oh * W);
+#pragma omp simd
+          for (int64_t ow = 0; ow < OW; ++ow) {
+            const int32_t c = c0 + static_cast<int32_t>(2 * ow), w = static_cast<int32_t>(W);
+            top[2 * ow] = a[ow] == c ? g[ow] : 0.0f;
+            top[2 * ow + 1] = a[ow] == c + 1 ? g[ow] : 0.0f;
+            bottom[2 * ow] = a[ow] == c + w ? g[ow] : 0.0f;
+            bottom[2 * ow + 1] = a[ow] == c + w + 1 ? g[ow] : 0.0f;
+          }
+          if (W % 2 != 0) top[W - 1] = bottom[W - 1] = 0.0f;  // the column no window reaches
+        }
+        if (H % 2 != 0) std::fill(d + (H - 1) * W, d + H * W, 0.0f);  // and the row
+      }
+    });
+    return dx;
+  }
+  Tensor dx(in_shape_);
   float* pdx = dx.data();
   parallel_for(planes, dx.numel() > kParallelMin, [=](int64_t begin, int64_t end) {
     for (int64_t q = begin; q < end; ++q)
