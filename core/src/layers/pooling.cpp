@@ -150,6 +150,58 @@ void max_pool_2x2_rows(const float* x, int64_t W, int64_t OH, int64_t OW, float*
 }
 #endif
 
+// The gradient of the 2x2 window (stride 2, no padding) on one plane: dx (2 * OH rows of W) =
+// dy (OH, OW) at each window's argmax (flat index in the plane) and zeros elsewhere, each element
+// written once. The column and row that no window reaches (odd W or H) are left to the caller.
+void max_pool_2x2_grad(const float* dy, const int32_t* argmax, int64_t W, int64_t OH, int64_t OW,
+                       float* dx) {
+#if defined(__AVX512F__)
+  // For up to 16 outputs: four masked copies of dy (one per window position), interleaved into
+  // the two input rows by two-register permutes (the inverse of the forward's even/odd split).
+  const __m512i even =
+      _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+  const __m512i one = _mm512_set1_epi32(1), down = _mm512_set1_epi32(static_cast<int32_t>(W));
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    float* top = dx + 2 * oh * W;
+    for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
+      const int c = static_cast<int>(std::min<int64_t>(16, OW - ow0));
+      const __mmask16 in = static_cast<__mmask16>((1u << c) - 1);
+      const __mmask16 first = static_cast<__mmask16>(c >= 8 ? 0xFFFF : (1u << (2 * c)) - 1);
+      const __mmask16 second = static_cast<__mmask16>(c > 8 ? (1u << (2 * c - 16)) - 1 : 0);
+      const __m512 g = _mm512_maskz_loadu_ps(in, dy + oh * OW + ow0);
+      const __m512i a = _mm512_maskz_loadu_epi32(in, argmax + oh * OW + ow0);
+      const __m512i tl =  // the windows' top-left inputs
+          _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * oh * W + 2 * ow0)), even);
+      const __m512i bl = _mm512_add_epi32(tl, down);
+      auto at = [&](__m512i index) {  // g where the argmax is at index, else 0
+        return _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(a, index), g);
+      };
+      const __m512 vtl = at(tl), vtr = at(_mm512_add_epi32(tl, one));
+      const __m512 vbl = at(bl), vbr = at(_mm512_add_epi32(bl, one));
+      float* t = top + 2 * ow0;
+      _mm512_mask_storeu_ps(t, first, _mm512_permutex2var_ps(vtl, lo, vtr));
+      _mm512_mask_storeu_ps(t + 16, second, _mm512_permutex2var_ps(vtl, hi, vtr));
+      _mm512_mask_storeu_ps(t + W, first, _mm512_permutex2var_ps(vbl, lo, vbr));
+      _mm512_mask_storeu_ps(t + W + 16, second, _mm512_permutex2var_ps(vbl, hi, vbr));
+    }
+  }
+#else
+  for (int64_t oh = 0; oh < OH; ++oh) {
+    float* top = dx + 2 * oh * W;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      const float g = dy[oh * OW + ow];
+      const int64_t a = argmax[oh * OW + ow], c = 2 * oh * W + 2 * ow;
+      top[2 * ow] = a == c ? g : 0.0f;
+      top[2 * ow + 1] = a == c + 1 ? g : 0.0f;
+      top[W + 2 * ow] = a == c + W ? g : 0.0f;
+      top[W + 2 * ow + 1] = a == c + W + 1 ? g : 0.0f;
+    }
+  }
+#endif
+}
+
 }  // namespace
 
 // ---- MaxPool2d ---------------------------------------------------------------------------------
@@ -249,22 +301,9 @@ Tensor MaxPool2d::backward(const Tensor& dy) {
     parallel_for(planes, dx.numel() > kParallelMin, [=](int64_t begin, int64_t end) {
       for (int64_t q = begin; q < end; ++q) {
         float* d = pdx + q * HW;
-        for (int64_t oh = 0; oh < OH; ++oh) {
-          const float* g = pdy + q * OHW + oh * OW;
-          const int32_t* a = pa + q * OHW + oh * OW;
-          float* top = d + 2 * oh * W;
-          float* bottom = top + W;
-          const int32_t c0 = static_cast<int32_t>(2 * oh * W);
-#pragma omp simd
-          for (int64_t ow = 0; ow < OW; ++ow) {
-            const int32_t c = c0 + static_cast<int32_t>(2 * ow), w = static_cast<int32_t>(W);
-            top[2 * ow] = a[ow] == c ? g[ow] : 0.0f;
-            top[2 * ow + 1] = a[ow] == c + 1 ? g[ow] : 0.0f;
-            bottom[2 * ow] = a[ow] == c + w ? g[ow] : 0.0f;
-            bottom[2 * ow + 1] = a[ow] == c + w + 1 ? g[ow] : 0.0f;
-          }
-          if (W % 2 != 0) top[W - 1] = bottom[W - 1] = 0.0f;  // the column no window reaches
-        }
+        max_pool_2x2_grad(pdy + q * OHW, pa + q * OHW, W, OH, OW, d);
+        if (W % 2 != 0)  // the column that no window reaches
+          for (int64_t h = 0; h < 2 * OH; ++h) d[h * W + W - 1] = 0.0f;
         if (H % 2 != 0) std::fill(d + (H - 1) * W, d + H * W, 0.0f);  // and the row
       }
     });
