@@ -3,6 +3,10 @@
 #include <Eigen/Core>
 #include <algorithm>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
 #include "effml/parallel.h"
 
 #ifdef _OPENMP
@@ -39,12 +43,56 @@ void gemm_rows(bool ta, bool tb, int64_t r0, int64_t r1, int64_t N, int64_t K, f
   if (ta && !tb) run(ConstColMap(A + r0, m, K, Stride(lda)), ConstRowMap(B, K, N, Stride(ldb)));
   if (ta && tb) run(ConstColMap(A + r0, m, K, Stride(lda)), ConstColMap(B, K, N, Stride(ldb)));
 }
+
+#if defined(__AVX512F__)
+// C (1, N) = alpha * a (1, K) B^T + beta * C with B (N, K), row stride ldb: one dot product per
+// row of B, four rows at a time so that each vector of a feeds four multiply-adds, the tail of K
+// by masked loads. This is Linear's forward at batch 1; Eigen's matrix-vector product spends more
+// on its set-up than on these sums: LeNet-5's second fully connected layer (84 x 120) took
+// 0.66 us there, 0.42 us here, and its first (120 x 400), bound by reading the weights from
+// cache, the same 1.9 us either way.
+template <int R>
+void dot_rows(const float* a, const float* B, int64_t ldb, int64_t K, float alpha, float beta,
+              float* c) {
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const __m512 x = _mm512_loadu_ps(a + k);
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(B + r * ldb + k), x, acc[r]);
+  }
+  if (k < K) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (K - k)) - 1);
+    const __m512 x = _mm512_maskz_loadu_ps(m, a + k);
+    for (int r = 0; r < R; ++r)
+      acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, B + r * ldb + k), x, acc[r]);
+  }
+  for (int r = 0; r < R; ++r) {
+    const float dot = alpha * _mm512_reduce_add_ps(acc[r]);
+    c[r] = beta == 0.0f ? dot : dot + beta * c[r];  // beta == 0 ignores C, even a NaN in it
+  }
+}
+
+void gemv_rows(const float* a, const float* B, int64_t ldb, int64_t N, int64_t K, float alpha,
+               float beta, float* c) {
+  int64_t j = 0;
+  for (; j + 4 <= N; j += 4) dot_rows<4>(a, B + j * ldb, ldb, K, alpha, beta, c + j);
+  for (; j < N; ++j) dot_rows<1>(a, B + j * ldb, ldb, K, alpha, beta, c + j);
+}
+#endif
 }  // namespace
 
 void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C,
           int64_t ldc) {
   if (M <= 0 || N <= 0) return;
+#if defined(__AVX512F__)
+  if (M == 1 && !trans_a && trans_b && K > 0) {
+    gemv_rows(A, B, ldb, N, K, alpha, beta, C);
+    return;
+  }
+#endif
   int threads = 1;
 #ifdef _OPENMP
   // Below about a million multiply-adds a fork costs more than it saves.

@@ -1,6 +1,8 @@
 // Tensor: construction, dtypes, shape errors, reductions, kthvalue, matmul against gemm_naive.
 #include <catch2/catch.hpp>
 
+#include <cmath>
+
 #include "effml/gemm.h"
 #include "effml/rng.h"
 #include "effml/tensor.h"
@@ -106,4 +108,26 @@ TEST_CASE("gemm: every transpose combination matches the naive loop", "[tensor][
   }
   Tensor a({2, 3}), b({4, 5});
   CHECK_THROWS_WITH(a.matmul(b), Catch::Contains("(2, 3)") && Catch::Contains("(4, 5)"));
+}
+
+TEST_CASE("gemm: one row times a transposed matrix (Linear at batch 1) matches the naive loop",
+          "[tensor][gemm]") {
+  // This case has its own kernel: rows of B four at a time, the tail of K masked. K below, at
+  // and past a vector of 16, N with and without a partial group of four, a row stride wider than
+  // K, and beta == 0 over a C full of NaNs (which it must ignore).
+  Rng rng(4);
+  for (int64_t n : {1, 3, 4, 5, 84}) {
+    for (int64_t k : {1, 15, 16, 17, 120, 400}) {
+      for (const float beta : {0.0f, 2.0f}) {
+        const int64_t ldb = k + 3;
+        Tensor a = Tensor::randn({1, k}, rng), b = Tensor::randn({n, ldb}, rng);
+        Tensor c1 = beta == 0.0f ? Tensor::full({1, n}, std::nanf("")) : Tensor::randn({1, n}, rng);
+        Tensor c2 = c1;
+        gemm(false, true, 1, n, k, 0.5f, a.data(), k, b.data(), ldb, beta, c1.data(), n);
+        gemm_naive(false, true, 1, n, k, 0.5f, a.data(), k, b.data(), ldb, beta, c2.data(), n);
+        INFO("n=" << n << " k=" << k << " beta=" << beta);
+        CHECK(c1.allclose(c2, 1e-4f, 1e-4f));
+      }
+    }
+  }
 }
