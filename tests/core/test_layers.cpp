@@ -306,6 +306,28 @@ TEST_CASE("conv2d: forward repacks its weights after any change (in place too)",
   }
 }
 
+TEST_CASE("conv2d: one layer on inputs of changing sizes", "[conv2d]") {
+  // Forward keeps per-size state from call to call (the tap offsets of a sample's block): a
+  // layer fed images of other sizes, one sample or a batch, and then the first size again must
+  // still equal the naive loops. On the wide grid (1 -> 6 channels) and on the lanes (6 -> 16).
+  Rng rng(17);
+  const ConvCfg layers[] = {{1, 6, 5, 1, 2, 1, true, {}}, {6, 16, 5, 1, 0, 1, true, {}}};
+  for (const ConvCfg& c : layers) {
+    Conv2d conv(c.cin, c.cout, c.k, c.stride, c.padding, c.groups, c.bias);
+    conv.weight.value = Tensor::randn(conv.weight.value.shape(), rng);
+    conv.bias.value = Tensor::randn(conv.bias.value.shape(), rng);
+    conv.eval();
+    for (const Shape& shape : {Shape{1, c.cin, 28, 28}, Shape{1, c.cin, 14, 9},
+                               Shape{3, c.cin, 14, 9}, Shape{1, c.cin, 28, 28}}) {
+      const Tensor x = Tensor::randn(shape, rng);
+      const Tensor want = conv2d_naive(x, conv.weight.value, conv.bias.value, c.stride,
+                                       c.padding, c.groups);
+      INFO(conv.describe() << " on " << shape_str(shape));
+      CHECK(max_rel_err(conv.forward(x), want) < 1e-5f);
+    }
+  }
+}
+
 TEST_CASE("conv2d: needs_input_grad=false skips dx but not the parameter gradients",
           "[conv2d]") {
   Rng rng(12);

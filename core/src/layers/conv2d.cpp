@@ -821,16 +821,23 @@ Tensor Conv2d::apply(const Tensor& x) {
   refresh_packs(low == Lowering::Wide, lanes, wide_blocks, nr);
   const float* wt = pack_lanes_.data();
   const float* wpack = pack_wide_.data();
-  std::vector<int64_t> off1, offv;
-  std::vector<Run> runs1, runsv;
+  // One sample's tap offsets are kept from call to call (like the packs, for a batch-1
+  // forward: LeNet-5's made 21 allocations, 7 of them here); blocks of kVec samples, which
+  // amortize their own, compute theirs.
+  std::vector<int64_t> offv;
+  std::vector<Run> runsv;
+  const Run run1{0, 0, g1.len()};  // one sample: one run over the grid
   if (low == Lowering::Wide) {
-    off1 = g1.tap_offsets(T);
-    runs1 = g1.runs();
+    if (taps_hw_ != std::make_pair(H, W)) {
+      taps1_ = g1.tap_offsets(T);
+      taps_hw_ = {H, W};
+    }
     if (use_gv) {
       offv = gv.tap_offsets(T);
       runsv = gv.runs();
     }
   }
+  const int64_t* off1 = taps1_.data();
   const DepthwiseDims dd{out_, F, H, W, K, S, P, OH, OW};
 
   parallel_chunks(N, parallel, [&](int tid, int64_t begin, int64_t end) {
@@ -838,7 +845,7 @@ Tensor Conv2d::apply(const Tensor& x) {
       for (int64_t n = begin; n < end;) {
         const bool v = use_gv && end - n >= kVec;  // a block of kVec samples, or of one
         const WideGrid& g = v ? gv : g1;
-        const int64_t* off = v ? offv.data() : off1.data();
+        const int64_t* off = v ? offv.data() : off1;
         float* xb = scratch(tid, kPadded, g.xlen());
         float* out = scratch(tid, kWide, Fp * chunk);  // (Fp, chunk): one chunk of y_b
         const float* xn = px + n * in_ * H * W;
@@ -857,9 +864,12 @@ Tensor Conv2d::apply(const Tensor& x) {
           pack_input<kVec>(g, xn, xb);
         else
           pack_input<1>(g, xn, xb);
+        const Run* runs = v ? runsv.data() : &run1;
+        const std::size_t num_runs = v ? runsv.size() : 1;
         for (int64_t b = 0; b < G; ++b)
-          for (const Run& run : v ? runsv : runs1)
-            for (int64_t i = 0, count = chunks_of(run.n, chunk); i < count; ++i) {
+          for (std::size_t r = 0; r < num_runs; ++r)
+            for (int64_t i = 0, count = chunks_of(runs[r].n, chunk); i < count; ++i) {
+              const Run& run = runs[r];
               const int64_t p0 = run.b + chunk_start(run.n, count, i);
               const int64_t cols = run.b + chunk_start(run.n, count, i + 1) - p0;
               // y_b (Fp, cols) = W_g (Fp, T) x cols(x_b) (T, cols), the columns read in place

@@ -2,6 +2,7 @@
 /// \brief 2-D convolution, as torch.nn.Conv2d (square kernel, symmetric zero padding, groups).
 #pragma once
 
+#include <utility>
 #include <vector>
 
 #include "effml/module.h"
@@ -86,6 +87,9 @@ class Conv2d : public Module {
   // wide grid's (T, nr) blocks), each empty until needed, and a copy of the weights they were
   // made from: forward repacks only when the weights differ from that copy.
   std::vector<float> pack_source_, pack_lanes_, pack_wide_;
+  // The tap offsets of one sample's block on the wide grid, for inputs of (H, W) = taps_hw_.
+  std::vector<int64_t> taps1_;
+  std::pair<int64_t, int64_t> taps_hw_{-1, -1};
   // Brings the packs forward needs (lanes, wide grid with tiles of nr rows) up to date with the
   // weights; only the wide lowering packs.
   void refresh_packs(bool wide_lowering, bool lanes, bool wide_blocks, int nr);
