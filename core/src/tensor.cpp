@@ -117,11 +117,15 @@ namespace {
 // profile). Fixed thresholds, set once when the program starts (this file is linked into every
 // program that uses tensors): blocks of up to 32 MB (glibc's largest mmap threshold) come from
 // the heap, which keeps up to 256 MB free at its top. The peak memory does not change; memory
-// freed after a peak is kept for reuse.
+// freed after a peak is kept for reuse. No "fast bins" either: a batch-1 forward frees small
+// blocks (shapes) between large ones (outputs), and each large request then first merged the
+// fast bins back (malloc_consolidate, 1% of LeNet-5's latency); the per-thread cache still
+// serves small blocks. LeNet-5 at batch 1: 12.5 -> 12.4 us.
 bool fix_malloc_thresholds() {
 #if defined(__GLIBC__)
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  mallopt(M_MXFAST, 0);
 #endif
   return true;
 }

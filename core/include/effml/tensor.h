@@ -6,10 +6,10 @@
 /// (`numel`, `shape`, `abs`, `kthvalue`, `matmul`). Errors name the shapes involved.
 ///
 /// With glibc, the core fixes the process's malloc thresholds when the program starts
-/// (`mallopt`: blocks up to 32 MB from the heap, trimmed only when 256 MB are free at its top),
-/// so that a training loop that frees and allocates the same tensors every step reuses memory
-/// instead of faulting in fresh pages each time. This applies to the whole program that links
-/// the core.
+/// (`mallopt`: blocks up to 32 MB from the heap, trimmed only when 256 MB are free at its top,
+/// no fast bins), so that a training loop that frees and allocates the same tensors every step
+/// reuses memory instead of faulting in fresh pages each time. This applies to the whole program
+/// that links the core.
 #pragma once
 
 #include <cstddef>
