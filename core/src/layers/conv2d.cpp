@@ -396,25 +396,25 @@ inline void interleave_block(const float* s, int64_t ld, int64_t L, float* d) {
   for (int64_t w = 0; w < L; ++w) _mm512_storeu_ps(d + w * 16, r[w]);
 }
 
-// d[n * ld + w] = s[w * 16 + n] (+ *bias, unless null) for the 16 samples n and the L <= 16
-// columns w.
-inline void deinterleave_block(const float* s, int64_t L, const float* bias, float* d,
-                               int64_t ld) {
+// d[n * ld + w] = s[w * ls + n] (+ bias[n * bias_step], unless bias is null) for the 16 lanes n
+// and the L <= 16 columns w: the transpose back, for samples (bias_step 0: one channel's bias)
+// or for output channels in the lanes (bias_step 1).
+inline void deinterleave_block(const float* s, int64_t ls, int64_t L, const float* bias,
+                               int64_t bias_step, float* d, int64_t ld) {
   const __mmask16 m = static_cast<__mmask16>((1u << L) - 1);
   __m512 r[16];
-  for (int64_t w = 0; w < 16; ++w) r[w] = w < L ? _mm512_loadu_ps(s + w * 16) : _mm512_setzero_ps();
+  for (int64_t w = 0; w < 16; ++w) r[w] = w < L ? _mm512_loadu_ps(s + w * ls) : _mm512_setzero_ps();
   transpose16(r);
-  if (bias) {
-    const __m512 b = _mm512_set1_ps(*bias);
-    for (int n = 0; n < 16; ++n) r[n] = _mm512_add_ps(r[n], b);
-  }
+  if (bias)
+    for (int n = 0; n < 16; ++n) r[n] = _mm512_add_ps(r[n], _mm512_set1_ps(bias[n * bias_step]));
   for (int n = 0; n < 16; ++n) _mm512_mask_storeu_ps(d + n * ld, m, r[n]);
 }
 #pragma GCC diagnostic pop
 #else
 constexpr bool kBlockTranspose = false;
 inline void interleave_block(const float*, int64_t, int64_t, float*) {}
-inline void deinterleave_block(const float*, int64_t, const float*, float*, int64_t) {}
+inline void deinterleave_block(const float*, int64_t, int64_t, const float*, int64_t, float*,
+                               int64_t) {}
 #endif
 
 // d[w * NB + n] = s[n * ld + w] for the NB samples n and the L columns w.
@@ -434,7 +434,7 @@ template <int64_t NB>
 void deinterleave_rows(const float* s, int64_t L, const float* bias, float* d, int64_t ld) {
   if (NB == 16 && kBlockTranspose) {
     for (int64_t w = 0; w < L; w += 16)
-      deinterleave_block(s + w * 16, std::min<int64_t>(16, L - w), bias, d + w, ld);
+      deinterleave_block(s + w * 16, 16, std::min<int64_t>(16, L - w), bias, 0, d + w, ld);
     return;
   }
   const float b = bias ? *bias : 0.0f;
@@ -621,9 +621,14 @@ void channel_rows(const WideGrid& g, const float* xpad, const int64_t* off, cons
       const int R = static_cast<int>(std::min<int64_t>(OW - ow0, RMAX));
       channel_tile_of<RMAX, FV>(R, src, off, g.T(), wt, ldw, out);
       float* yr = y + oh * OW + ow0;
-      for (int64_t f = 0; f < FB; ++f) {
-        const float b = bias ? bias[f] : 0.0f;
-        for (int r = 0; r < R; ++r) yr[f * OHW + r] = out[r * FB + f] + b;
+      if (kBlockTranspose) {  // out (R, FB) -> yr[f * OHW + r], 16 channels at a time
+        for (int64_t f = 0; f < FB; f += 16)
+          deinterleave_block(out + f, FB, R, bias ? bias + f : nullptr, 1, yr + f * OHW, OHW);
+      } else {
+        for (int64_t f = 0; f < FB; ++f) {
+          const float b = bias ? bias[f] : 0.0f;
+          for (int r = 0; r < R; ++r) yr[f * OHW + r] = out[r * FB + f] + b;
+        }
       }
       ow0 += R;
     }
