@@ -340,7 +340,8 @@ struct WideGrid {
 // (T = C * K * K of them) to pay for the transposes, about one pass over the inputs and the
 // outputs. Measured on LeNet-5 and VGG at batch 64: a clear gain from T = 144 up (LeNet-5's
 // second layer, 1.7 ms -> 1.2 ms per forward and backward), none at T = 9 or 25 (the layers
-// on one input channel, whose outputs are many and cheap).
+// on one input channel, whose outputs are many and cheap). Measured again once the transposes
+// ran in registers: interleaving LeNet-5's first layer too (T = 25) made an epoch 2 to 3% slower.
 bool interleave(const WideGrid& g) { return kVec > 1 && g.T() >= 32; }
 
 // Interleaving kVec samples and back is a transpose of 16 x 16 blocks (sample, column) with
