@@ -114,6 +114,27 @@ class Module {
  protected:
   /// The mode set by train() and eval(); forward reads it to decide what to cache.
   bool training_ = true;
+
+  /// Empties a tensor a forward cached for backward, unless it is empty already (assigning an
+  /// empty tensor allocates, and an evaluation-mode forward drops its cache at every call).
+  static void drop(Tensor& cache) {
+    if (cache.numel() != 0) cache = Tensor();
+  }
+  /// What a forward keeps of its input x for backward: x in training mode; nothing in evaluation
+  /// mode, where an input kept earlier is dropped so that a backward after it fails.
+  void keep_input(Tensor& cache, const Tensor& x) const {
+    if (training_)
+      cache = x;
+    else
+      drop(cache);
+  }
+  /// The same for an input the caller no longer needs: kept without a copy.
+  void keep_input(Tensor& cache, Tensor&& x) const {
+    if (training_)
+      cache = std::move(x);
+    else
+      drop(cache);
+  }
 };
 
 /// Modules applied in order; backward runs them in reverse.

@@ -29,7 +29,7 @@ Tensor ReLU::forward_owned(Tensor&& x) {
 // Each element is read before it is written, at the same index, so px == py is safe.
 void ReLU::apply(const float* px, float* py, int64_t n, const Shape& shape) {
   if (!training_) {
-    if (y_.numel() != 0) y_ = Tensor();  // (not at every call: that would allocate)
+    drop(y_);
     parallel_for(n, n > kParallelMin, [px, py](int64_t begin, int64_t end) {
 #pragma omp simd
       for (int64_t i = begin; i < end; ++i) py[i] = px[i] > 0.0f ? px[i] : 0.0f;

@@ -559,8 +559,9 @@ void unpack_grad_input(const WideGrid& g, const float* dxb, float* dx) {
 // for the R consecutive outputs ow0 + r of row oh,
 //   out[r][f] = sum_t xpad[oh * Wp + off_t + ow0 + r] * Wt[t][f]
 // one input value (broadcast) times one vector of kVec channels per multiply-add, with Wt (T, F)
-// the group's weights transposed. The price is the transpose of the outputs into (F, OH, OW),
-// about one scalar store per output; channel_lanes() weighs the two.
+// the group's weights transposed. The price is the transpose of the outputs into (F, OH, OW)
+// (16 x 16 blocks in registers with AVX-512, a scalar store per output elsewhere);
+// channel_lanes() weighs the two.
 
 // The register tile: out (R, FV * kVec) = the R outputs at src[off[t] + r] of the FV * kVec
 // channels whose weights are wt[t * ldw + j], j < FV * kVec.
@@ -872,24 +873,15 @@ void Conv2d::refresh_packs(bool wide_lowering, bool lanes, bool wide_blocks, int
   }
 }
 
-// Only a training-mode forward leaves an input for backward; an evaluation-mode one drops any
-// older input, so that a backward after it fails instead of using a stale one.
-// (Dropping an input that is already dropped would allocate an empty tensor at every call.)
 Tensor Conv2d::forward(const Tensor& x) {
   Tensor y = apply(x);
-  if (training_)
-    x_ = x;
-  else if (x_.numel() != 0)
-    x_ = Tensor();
+  keep_input(x_, x);
   return y;
 }
 
 Tensor Conv2d::forward_owned(Tensor&& x) {
   Tensor y = apply(x);
-  if (training_)
-    x_ = std::move(x);
-  else if (x_.numel() != 0)
-    x_ = Tensor();
+  keep_input(x_, std::move(x));
   return y;
 }
 

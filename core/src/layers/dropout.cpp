@@ -13,7 +13,7 @@ Tensor Dropout::forward(const Tensor& x) {
   have_forward_ = true;
   identity_ = !training_ || p_ == 0.0f;
   if (identity_) {
-    if (mask_.numel() != 0) mask_ = Tensor();
+    drop(mask_);
     return x;
   }
   // The mask is drawn serially: one stream, the same masks whatever the thread count.
@@ -36,7 +36,7 @@ Tensor Dropout::forward_owned(Tensor&& x) {
     in_shape_ = x.shape();
     have_forward_ = true;
     identity_ = true;
-    if (mask_.numel() != 0) mask_ = Tensor();
+    drop(mask_);
     return std::move(x);
   }
   return forward(x);

@@ -24,21 +24,13 @@ int64_t Linear::macs(const Shape& in) const { return output_shape(in)[0] * in_ *
 
 Tensor Linear::forward(const Tensor& x) {
   Tensor y = apply(x);
-  // Cache the input for backward; an evaluation-mode forward drops a stale one (once: dropping
-  // it again would allocate an empty tensor at every call).
-  if (training_)
-    x_ = x;
-  else if (x_.numel() != 0)
-    x_ = Tensor();
+  keep_input(x_, x);
   return y;
 }
 
 Tensor Linear::forward_owned(Tensor&& x) {
   Tensor y = apply(x);
-  if (training_)
-    x_ = std::move(x);
-  else if (x_.numel() != 0)
-    x_ = Tensor();
+  keep_input(x_, std::move(x));
   return y;
 }
 
