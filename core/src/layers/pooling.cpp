@@ -94,6 +94,25 @@ void max_pool_2x2(const float* x, int64_t W, const int32_t* corner, int64_t n, f
 }
 
 #if defined(__AVX512F__)
+// The 2x2 kernels below step through a row of outputs 16 at a time; the two input rows of a step
+// hold 2c values each (c <= 16 outputs), in a pair of registers.
+struct PairStep {
+  __mmask16 out;     // the c outputs' lanes
+  __mmask16 first;   // the lanes of the first register of a pair that hold inputs
+  __mmask16 second;  // and of the second
+};
+
+inline PairStep pair_step(int c) {
+  return {static_cast<__mmask16>((1u << c) - 1),
+          static_cast<__mmask16>(c >= 8 ? 0xFFFF : (1u << (2 * c)) - 1),
+          static_cast<__mmask16>(c > 8 ? (1u << (2 * c - 16)) - 1 : 0)};
+}
+
+// Lane i holds 2i: the even columns of a pair of registers, and output i's left input column.
+inline __m512i even_lanes() {
+  return _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+}
+
 // The same 2x2 window (stride 2, no padding) on one plane x (H, W) -> y (OH, OW), row by row in
 // AVX-512 registers, with no gather: for up to 16 outputs of row oh, the 2 x 32 inputs of rows
 // 2*oh and 2*oh + 1 are loaded (masked at the row's end), split into even and odd columns by a
@@ -106,7 +125,7 @@ void max_pool_2x2(const float* x, int64_t W, const int32_t* corner, int64_t n, f
 template <bool kArgmax>
 void max_pool_2x2_rows(const float* x, int64_t W, int64_t OH, int64_t OW, float* y,
                        int32_t* argmax) {
-  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i even = even_lanes();
   const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
   const __m512i one = _mm512_set1_epi32(1);
   // Picks per lane, between a (earlier in the scan) and b: b when b > a or b is NaN.
@@ -115,9 +134,9 @@ void max_pool_2x2_rows(const float* x, int64_t W, int64_t OH, int64_t OW, float*
                                   _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q));
   };
   // The pair maximum of one input row's 2c values from r: value and column parity.
-  auto pairs = [&](const float* r, __mmask16 lo, __mmask16 hi, __m512& v, __mmask16& right) {
-    const __m512 a = _mm512_maskz_loadu_ps(lo, r);
-    const __m512 b = _mm512_maskz_loadu_ps(hi, r + 16);
+  auto pairs = [&](const float* r, const PairStep& m, __m512& v, __mmask16& right) {
+    const __m512 a = _mm512_maskz_loadu_ps(m.first, r);
+    const __m512 b = _mm512_maskz_loadu_ps(m.second, r + 16);
     const __m512 e = _mm512_permutex2var_ps(a, even, b);
     const __m512 o = _mm512_permutex2var_ps(a, odd, b);
     right = pick(e, o);
@@ -126,16 +145,13 @@ void max_pool_2x2_rows(const float* x, int64_t W, int64_t OH, int64_t OW, float*
   for (int64_t oh = 0; oh < OH; ++oh) {
     const float* top = x + 2 * oh * W;
     for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
-      const int c = static_cast<int>(std::min<int64_t>(16, OW - ow0));  // outputs in this step
-      const __mmask16 out = static_cast<__mmask16>((1u << c) - 1);
-      const __mmask16 lo = static_cast<__mmask16>(c >= 8 ? 0xFFFF : (1u << (2 * c)) - 1);
-      const __mmask16 hi = static_cast<__mmask16>(c > 8 ? (1u << (2 * c - 16)) - 1 : 0);
+      const PairStep m = pair_step(static_cast<int>(std::min<int64_t>(16, OW - ow0)));
       __m512 t, u;
       __mmask16 t_right, u_right;
-      pairs(top + 2 * ow0, lo, hi, t, t_right);
-      pairs(top + W + 2 * ow0, lo, hi, u, u_right);
+      pairs(top + 2 * ow0, m, t, t_right);
+      pairs(top + W + 2 * ow0, m, u, u_right);
       const __mmask16 bottom = pick(t, u);
-      _mm512_mask_storeu_ps(y + oh * OW + ow0, out, _mm512_mask_blend_ps(bottom, t, u));
+      _mm512_mask_storeu_ps(y + oh * OW + ow0, m.out, _mm512_mask_blend_ps(bottom, t, u));
       if (kArgmax) {
         // Index of the window's top-left input: 2*oh*W + 2*ow0 + 2*lane (`even` holds 2*lane).
         const __m512i base =
@@ -143,7 +159,8 @@ void max_pool_2x2_rows(const float* x, int64_t W, int64_t OH, int64_t OW, float*
         const __m512i ti = _mm512_mask_add_epi32(base, t_right, base, one);
         const __m512i ub = _mm512_add_epi32(base, _mm512_set1_epi32(static_cast<int32_t>(W)));
         const __m512i ui = _mm512_mask_add_epi32(ub, u_right, ub, one);
-        _mm512_mask_storeu_epi32(argmax + oh * OW + ow0, out, _mm512_mask_blend_epi32(bottom, ti, ui));
+        _mm512_mask_storeu_epi32(argmax + oh * OW + ow0, m.out,
+                                 _mm512_mask_blend_epi32(bottom, ti, ui));
       }
     }
   }
@@ -158,20 +175,16 @@ void max_pool_2x2_grad(const float* dy, const int32_t* argmax, int64_t W, int64_
 #if defined(__AVX512F__)
   // For up to 16 outputs: four masked copies of dy (one per window position), interleaved into
   // the two input rows by two-register permutes (the inverse of the forward's even/odd split).
-  const __m512i even =
-      _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i even = even_lanes();
   const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
   const __m512i one = _mm512_set1_epi32(1), down = _mm512_set1_epi32(static_cast<int32_t>(W));
   for (int64_t oh = 0; oh < OH; ++oh) {
     float* top = dx + 2 * oh * W;
     for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
-      const int c = static_cast<int>(std::min<int64_t>(16, OW - ow0));
-      const __mmask16 in = static_cast<__mmask16>((1u << c) - 1);
-      const __mmask16 first = static_cast<__mmask16>(c >= 8 ? 0xFFFF : (1u << (2 * c)) - 1);
-      const __mmask16 second = static_cast<__mmask16>(c > 8 ? (1u << (2 * c - 16)) - 1 : 0);
-      const __m512 g = _mm512_maskz_loadu_ps(in, dy + oh * OW + ow0);
-      const __m512i a = _mm512_maskz_loadu_epi32(in, argmax + oh * OW + ow0);
+      const PairStep m = pair_step(static_cast<int>(std::min<int64_t>(16, OW - ow0)));
+      const __m512 g = _mm512_maskz_loadu_ps(m.out, dy + oh * OW + ow0);
+      const __m512i a = _mm512_maskz_loadu_epi32(m.out, argmax + oh * OW + ow0);
       const __m512i tl =  // the windows' top-left inputs
           _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * oh * W + 2 * ow0)), even);
       const __m512i bl = _mm512_add_epi32(tl, down);
@@ -181,10 +194,10 @@ void max_pool_2x2_grad(const float* dy, const int32_t* argmax, int64_t W, int64_
       const __m512 vtl = at(tl), vtr = at(_mm512_add_epi32(tl, one));
       const __m512 vbl = at(bl), vbr = at(_mm512_add_epi32(bl, one));
       float* t = top + 2 * ow0;
-      _mm512_mask_storeu_ps(t, first, _mm512_permutex2var_ps(vtl, lo, vtr));
-      _mm512_mask_storeu_ps(t + 16, second, _mm512_permutex2var_ps(vtl, hi, vtr));
-      _mm512_mask_storeu_ps(t + W, first, _mm512_permutex2var_ps(vbl, lo, vbr));
-      _mm512_mask_storeu_ps(t + W + 16, second, _mm512_permutex2var_ps(vbl, hi, vbr));
+      _mm512_mask_storeu_ps(t, m.first, _mm512_permutex2var_ps(vtl, lo, vtr));
+      _mm512_mask_storeu_ps(t + 16, m.second, _mm512_permutex2var_ps(vtl, hi, vtr));
+      _mm512_mask_storeu_ps(t + W, m.first, _mm512_permutex2var_ps(vbl, lo, vbr));
+      _mm512_mask_storeu_ps(t + W + 16, m.second, _mm512_permutex2var_ps(vbl, hi, vbr));
     }
   }
 #else
