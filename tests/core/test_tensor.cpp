@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "effml/gemm.h"
+#include "effml/parallel.h"
 #include "effml/rng.h"
 #include "effml/tensor.h"
 
@@ -108,6 +109,73 @@ TEST_CASE("gemm: every transpose combination matches the naive loop", "[tensor][
   }
   Tensor a({2, 3}), b({4, 5});
   CHECK_THROWS_WITH(a.matmul(b), Catch::Contains("(2, 3)") && Catch::Contains("(4, 5)"));
+}
+
+namespace {
+// gemm against gemm_naive with row strides wider than the matrices: C's columns past N must keep
+// their values, and beta == 0 must ignore a C full of NaNs.
+void check_gemm_strided(Rng& rng, bool ta, bool tb, int64_t m, int64_t n, int64_t k, float beta) {
+  const int64_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 5, ldc = n + 7;
+  Tensor a = Tensor::randn(ta ? Shape{k, lda} : Shape{m, lda}, rng);
+  Tensor b = Tensor::randn(tb ? Shape{n, ldb} : Shape{k, ldb}, rng);
+  Tensor c1 = Tensor::randn({m, ldc}, rng);
+  if (beta == 0.0f)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c1.data()[i * ldc + j] = std::nanf("");
+  Tensor c2 = c1;
+  gemm(ta, tb, m, n, k, 0.5f, a.data(), lda, b.data(), ldb, beta, c1.data(), ldc);
+  gemm_naive(ta, tb, m, n, k, 0.5f, a.data(), lda, b.data(), ldb, beta, c2.data(), ldc);
+  INFO("m=" << m << " n=" << n << " k=" << k << " ta=" << ta << " tb=" << tb << " beta=" << beta);
+  CHECK(c1.allclose(c2, 1e-4f, 1e-4f));  // the padding columns included, compared exactly
+}
+}  // namespace
+
+TEST_CASE("gemm: the register tiles' row and column tails, strides, K = 0 and beta",
+          "[tensor][gemm]") {
+  // Products whose B holds at most 2^18 floats run on AVX-512 register tiles of 8, 4 and 1 rows
+  // and 1 to 3 vectors of 16 columns, the last vector masked: rows below, at and past 4 and 8,
+  // columns below, at and past each multiple of 16 up to 3 vectors and beyond, K = 0 (C =
+  // beta * C), every transpose combination.
+  Rng rng(5);
+  for (int64_t m : {1, 3, 4, 5, 8, 12, 15, 23}) {
+    for (int64_t n : {1, 15, 16, 17, 33, 48, 49, 65, 120}) {
+      for (int64_t k : {0, 1, 17}) {
+        for (int t = 0; t < 4; ++t)
+          check_gemm_strided(rng, t & 1, t & 2, m, n, k, k == 17 ? 0.0f : 1.5f);
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm: above the tiles' size bound, across threads and inside a parallel region",
+          "[tensor][gemm]") {
+  Rng rng(6);
+  const int saved = num_threads();
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    // B of 520 x 520 floats (past the tiles' bound: Eigen) and a product of 1.2 million
+    // multiply-adds (split over the threads).
+    for (int t = 0; t < 4; ++t) {
+      check_gemm_strided(rng, t & 1, t & 2, 9, 520, 520, 0.0f);
+      check_gemm_strided(rng, t & 1, t & 2, 72, 130, 130, 1.0f);
+    }
+  }
+  set_num_threads(saved);
+  // Conv2d calls gemm from its own parallel loops: each thread packs its own transposed B.
+  std::vector<Tensor> a(4), b(4), c(4), expect(4);
+  for (int i = 0; i < 4; ++i) {
+    a[i] = Tensor::randn({40, 70}, rng);
+    b[i] = Tensor::randn({50 + i, 70}, rng);
+    c[i] = Tensor::zeros({40, 50 + i});
+    expect[i] = c[i];
+    gemm_naive(false, true, 40, 50 + i, 70, 1.0f, a[i].data(), 70, b[i].data(), 70, 0.0f,
+               expect[i].data(), 50 + i);
+  }
+#pragma omp parallel for num_threads(2)
+  for (int i = 0; i < 4; ++i)
+    gemm(false, true, 40, 50 + i, 70, 1.0f, a[i].data(), 70, b[i].data(), 70, 0.0f, c[i].data(),
+         50 + i);
+  for (int i = 0; i < 4; ++i) CHECK(c[i].allclose(expect[i], 1e-4f, 1e-4f));
 }
 
 TEST_CASE("gemm: one row times a transposed matrix (Linear at batch 1) matches the naive loop",
