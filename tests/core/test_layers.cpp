@@ -328,6 +328,43 @@ TEST_CASE("conv2d: one layer on inputs of changing sizes", "[conv2d]") {
   }
 }
 
+TEST_CASE("conv2d: a first layer's weight gradient on interleaved samples", "[conv2d]") {
+  // Without an input gradient, a stride-1 layer's backward interleaves blocks of 16 samples
+  // whatever its C*K*K (LeNet-5's first layer has 25): 37 samples leave a partial block, on one
+  // thread (blocks of 16, then single samples) and on two (each thread's share split the same
+  // way, the partial sums added in thread order). Odd sizes and a grouped layer too.
+  Rng rng(19);
+  const ConvCfg cfgs[] = {{1, 6, 5, 1, 2, 1, true, {37, 1, 28, 28}},
+                          {2, 3, 3, 1, 1, 1, true, {33, 2, 9, 7}},
+                          {2, 4, 3, 1, 0, 2, false, {17, 2, 6, 11}}};
+  const int saved = num_threads();
+  for (const ConvCfg& c : cfgs) {
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      Conv2d conv(c.cin, c.cout, c.k, c.stride, c.padding, c.groups, c.bias);
+      conv.weight.value = Tensor::randn(conv.weight.value.shape(), rng);
+      conv.needs_input_grad = false;
+      const Tensor x = Tensor::randn(c.input, rng);
+      const Tensor y = conv.forward(x);
+      const Tensor dy = Tensor::randn(y.shape(), rng);
+      CHECK(conv.backward(dy).shape() == Shape{0});
+      Tensor dx, dw;
+      conv2d_naive_backward(x, conv.weight.value, dy, c.stride, c.padding, c.groups, dx, dw);
+      INFO(conv.describe() << " on " << shape_str(c.input) << ", " << threads << " threads");
+      CHECK(max_rel_err(conv.weight.grad, dw) < 1e-5f);
+      if (c.bias) {
+        Tensor db({c.cout});
+        for (int64_t n = 0; n < dy.size(0); ++n)
+          for (int64_t o = 0; o < c.cout; ++o)
+            for (int64_t p = 0; p < dy.size(2) * dy.size(3); ++p)
+              db[o] += dy[(n * c.cout + o) * dy.size(2) * dy.size(3) + p];
+        CHECK(max_rel_err(conv.bias.grad, db) < 1e-5f);
+      }
+    }
+  }
+  set_num_threads(saved);
+}
+
 TEST_CASE("conv2d: needs_input_grad=false skips dx but not the parameter gradients",
           "[conv2d]") {
   Rng rng(12);

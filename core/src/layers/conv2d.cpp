@@ -343,8 +343,8 @@ struct WideGrid {
 // second layer, 1.7 ms -> 1.2 ms per forward and backward), none at T = 9 or 25 (the layers
 // on one input channel, whose outputs are many and cheap). Measured again once the transposes
 // ran in registers, LeNet-5's first layer (T = 25) interleaved: its backward alone 270 -> 215 us
-// per batch of 64, its forward 200 -> 210 us, and whole epochs no faster (six alternating
-// half-epoch runs each, interleaving only its backward: medians 2.04 s both).
+// per batch of 64, its forward 200 -> 210 us: its forward stays on the wide grid, its backward
+// interleaves (see Conv2d::backward).
 bool interleave(const WideGrid& g) { return kVec > 1 && g.T() >= 32; }
 
 // Interleaving kVec samples and back is a transpose of 16 x 16 blocks (sample, column) with
@@ -1016,7 +1016,11 @@ Tensor Conv2d::backward(const Tensor& dy) {
   // comes from dcols (Tp, chunk) chunks, computed by the forward tiles with the roles of filters
   // and taps swapped: W packed as G * Tp / nt blocks of (F, nt), reading dy_b's rows.
   const WideGrid g1{in_, C, F, H, W, K, P, OH, OW, 1}, gv{in_, C, F, H, W, K, P, OH, OW, kVec};
-  const bool use_gv = low == Lowering::Wide && interleave(g1);
+  // A layer without an input gradient (a model's first) interleaves at any T: its weight
+  // gradient then reads aligned vectors and no scratch columns. LeNet-5's first layer (T = 25)
+  // at batch 64: 270 -> 220 us per backward, the same run; whole epochs 1.96 -> 1.87 s (medians
+  // of five alternating half-epoch runs each, same run).
+  const bool use_gv = low == Lowering::Wide && (interleave(g1) || (kVec > 1 && !want_dx));
   const int nr = tile_rows(F), nt = tile_rows(T);
   const int64_t Fp = round_up(F, nr), Q = round_up(T, dw_tile_taps(nr)), Tp = round_up(T, nt);
   const int64_t chunk = chunk_len(Tp);
