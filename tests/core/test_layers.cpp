@@ -399,6 +399,39 @@ TEST_CASE("conv2d: needs_input_grad=false skips dx but not the parameter gradien
   }
 }
 
+// ---- ReLU ----------------------------------------------------------------------------------------
+
+TEST_CASE("relu: training forward and backward over vector tails, zeros and NaN", "[relu]") {
+  // The training forward stores the output and a byte mask 16 elements at a time with a masked
+  // tail (and across threads from 2^16 elements): every size around a vector, and one past the
+  // parallel threshold. Zero, -0, NaN and infinities give 0 and a closed mask, as in evaluation.
+  Rng rng(23);
+  const float specials[] = {0.0f, -0.0f, std::nanf(""), INFINITY, -INFINITY, 1e-38f, -1e-38f};
+  for (int64_t n : {1, 7, 15, 16, 17, 31, 33, 100, 65537}) {
+    Tensor x = Tensor::randn({n}, rng);
+    for (int64_t i = 0; i < n; i += 5) x[i] = specials[(i / 5) % 7];
+    const Tensor dy = Tensor::randn({n}, rng);
+    for (bool owned : {false, true}) {
+      ReLU relu;
+      Tensor copy = x;
+      const Tensor y = owned ? relu.forward_owned(std::move(copy)) : relu.forward(x);
+      Tensor g = dy;
+      const Tensor dx = owned ? relu.backward_owned(std::move(g)) : relu.backward(dy);
+      relu.eval();
+      const Tensor y_eval = relu.forward(x);
+      INFO("n=" << n << (owned ? " owned" : ""));
+      int bad = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const bool pos = x[i] > 0.0f;
+        const float want_y = pos ? x[i] : 0.0f, want_dx = pos ? dy[i] : 0.0f;
+        if (y[i] != want_y || y_eval[i] != want_y || dx[i] != want_dx || std::signbit(y[i]))
+          ++bad;
+      }
+      CHECK(bad == 0);
+    }
+  }
+}
+
 // ---- BatchNorm2d -------------------------------------------------------------------------------
 
 TEST_CASE("batchnorm: training normalizes with batch statistics and updates running ones",
