@@ -1,6 +1,10 @@
 #include "effml/module.h"
 
 #include <sstream>
+#include <typeinfo>
+
+#include "effml/layers/activation.h"
+#include "effml/layers/pooling.h"
 
 namespace effml {
 
@@ -100,17 +104,42 @@ void Sequential::set_input_grads() {
 Tensor Sequential::forward(const Tensor& x) {
   if (layers_.empty()) return x;
   set_input_grads();
-  Tensor h = layers_.front().second->forward(x);
-  for (std::size_t i = 1; i < layers_.size(); ++i)
-    h = layers_[i].second->forward_owned(std::move(h));
+  relu_fused_.assign(layers_.size(), 0);
+  std::size_t i = 0;
+  Tensor h = step(i, x);
+  while (i < layers_.size()) h = step_owned(i, std::move(h));
   return h;
 }
 
 Tensor Sequential::forward_owned(Tensor&& x) {
   set_input_grads();
+  relu_fused_.assign(layers_.size(), 0);
   Tensor h = std::move(x);
-  for (auto& [name, layer] : layers_) h = layer->forward_owned(std::move(h));
+  for (std::size_t i = 0; i < layers_.size();) h = step_owned(i, std::move(h));
   return h;
+}
+
+MaxPool2d* Sequential::fusing_pool(std::size_t i) {
+  if (i + 1 >= layers_.size() || typeid(*layers_[i].second) != typeid(ReLU)) return nullptr;
+  Module& next = *layers_[i + 1].second;
+  if (typeid(next) != typeid(MaxPool2d)) return nullptr;
+  auto& pool = static_cast<MaxPool2d&>(next);
+  return pool.fuses_relu() ? &pool : nullptr;
+}
+
+Tensor Sequential::step(std::size_t& i, const Tensor& x) {
+  if (MaxPool2d* pool = fusing_pool(i)) {
+    static_cast<ReLU&>(*layers_[i].second).fused_into_next();
+    relu_fused_[i] = 1;
+    i += 2;
+    return pool->forward_relu(x);
+  }
+  return layers_[i++].second->forward(x);
+}
+
+Tensor Sequential::step_owned(std::size_t& i, Tensor&& h) {
+  if (fusing_pool(i)) return step(i, h);
+  return layers_[i++].second->forward_owned(std::move(h));
 }
 
 Tensor Sequential::backward(const Tensor& dy) {
@@ -129,7 +158,8 @@ Tensor Sequential::backward_owned(Tensor&& dy) {
 Tensor Sequential::backward_from(std::size_t last, Tensor g) {
   for (std::size_t i = last; i-- > 0;) {
     Module& layer = *layers_[i].second;
-    g = layer.backward_owned(std::move(g));
+    // A ReLU fused into the pool after it: the pool's backward covered both.
+    if (i >= relu_fused_.size() || !relu_fused_[i]) g = layer.backward_owned(std::move(g));
     if (!layer.needs_input_grad) return Tensor(Shape{0});
   }
   return g;

@@ -124,6 +124,83 @@ TEST_CASE("models: a Sequential leaves its input alone when its first layer work
   }
 }
 
+namespace {
+// Runs the modules of s one by one (forward, then backward in reverse), as a Sequential did
+// before it fused a ReLU into the max pool after it: the reference for the fused path.
+Tensor forward_each(Sequential& s, const Tensor& x) {
+  Tensor h = x;
+  for (std::size_t i = 0; i < s.size(); ++i) h = s[i].forward(h);
+  return h;
+}
+Tensor backward_each(Sequential& s, const Tensor& dy) {
+  Tensor g = dy;
+  for (std::size_t i = s.size(); i-- > 0;) g = s[i].backward(g);
+  return g;
+}
+}  // namespace
+
+TEST_CASE("models: a ReLU fused into the 2x2 max pool after it changes no bit", "[models]") {
+  // Sequential runs ReLU then MaxPool2d(2) as one pass (MaxPool2d::forward_relu). Against the
+  // two modules run one by one: outputs, input gradients and the conv's weight gradient, equal
+  // bit for bit, in both modes; on inputs with negative windows (output 0, no gradient), ties,
+  // zeros of both signs, NaN and infinities, and odd sizes (a row and a column no window reads).
+  Rng rng(24);
+  const float specials[] = {0.0f, -0.0f, std::nanf(""), INFINITY, -INFINITY, -1.0f, 2.0f};
+  for (const Shape& shape : {Shape{3, 2, 8, 8}, Shape{2, 3, 7, 9}, Shape{1, 1, 2, 34}}) {
+    for (const bool training : {true, false}) {
+      Sequential fused, each;
+      for (Sequential* s : {&fused, &each}) {
+        Conv2d& conv = s->emplace<Conv2d>(shape[1], 3, 1);  // 1x1: the input's specials pass on
+        conv.weight.value.fill_(1.0f);
+        conv.bias.value.fill_(0.0f);
+        s->emplace<ReLU>();
+        s->emplace<MaxPool2d>(2);
+        s->train(training);
+      }
+      Tensor x = Tensor::randn(shape, rng);
+      for (int64_t i = 0; i < x.numel(); i += 3) x[i] = specials[(i / 3) % 7];
+      for (int64_t i = 1; i + 1 < x.numel(); i += 11) x[i + 1] = x[i];  // ties
+      INFO(shape_str(shape) << (training ? " training" : " evaluation"));
+      const Tensor y = fused.forward(x), want = forward_each(each, x);
+      CHECK(y.shape() == want.shape());
+      CHECK(y.equal(want));
+      if (!training) continue;
+      const Tensor dy = Tensor::randn(y.shape(), rng);
+      fused.needs_input_grad = true;
+      fused.forward(x);
+      const Tensor dx = fused.backward(dy), dx_want = backward_each(each, dy);
+      CHECK(dx.equal(dx_want));
+      CHECK(fused[0].named_parameters()[0].param->grad.equal(
+          each[0].named_parameters()[0].param->grad));
+      // The fused ReLU kept no mask of its own: called alone, its backward throws.
+      CHECK_THROWS(fused[1].backward(Tensor(x.shape())));
+    }
+  }
+}
+
+TEST_CASE("models: no fusion where the pool cannot compute the ReLU", "[models]") {
+  // A 3x3 pool, a padded pool and a pool before the ReLU run module by module: the ReLU keeps
+  // its own mask, and its backward alone works.
+  Rng rng(25);
+  for (int variant = 0; variant < 3; ++variant) {
+    Sequential s;
+    if (variant == 2) s.emplace<MaxPool2d>(2);
+    s.emplace<ReLU>();
+    if (variant == 0) s.emplace<MaxPool2d>(3);
+    if (variant == 1) s.emplace<MaxPool2d>(2, 2, 1);
+    const Tensor x = Tensor::randn({2, 2, 6, 6}, rng);
+    const Tensor y = s.forward(x);
+    const std::size_t relu = variant == 2 ? 1 : 0;
+    INFO("variant " << variant);
+    CHECK(y.equal(forward_each(s, x)));
+    s.forward(x);
+    const Tensor g = Tensor::randn(s[relu].output_shape(relu == 0 ? x.shape()
+                                                                  : s[0].output_shape(x.shape())),
+                                   rng);
+    CHECK_NOTHROW(s[relu].backward(g));
+  }
+}
+
 TEST_CASE("metrics: per-layer profile, non-zeros and sparsity", "[metrics]") {
   auto m = make_model("lenet300", 0);
   for (auto& np : m->named_parameters())

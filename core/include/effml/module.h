@@ -18,6 +18,8 @@
 
 namespace effml {
 
+class MaxPool2d;
+
 /// A trainable tensor and its gradient (same shape, zeroed by `zero_grad`).
 struct Parameter {
   Tensor value;  ///< the trainable values
@@ -172,7 +174,10 @@ class Sequential : public Module {
 
   /// Runs the modules in order. In training mode it first sets each module's needs_input_grad:
   /// false when no module before it has parameters and this Sequential's own needs_input_grad is
-  /// false, so the backward of the first layers skips computing dx.
+  /// false, so the backward of the first layers skips computing dx. A ReLU followed by a max
+  /// pool that can compute it (MaxPool2d::fuses_relu) runs as one pass,
+  /// MaxPool2d::forward_relu, with the same outputs and gradients; backward then skips that
+  /// ReLU.
   Tensor forward(const Tensor& x) override;
   /// The same, x handed to the first module as forward_owned.
   Tensor forward_owned(Tensor&& x) override;
@@ -196,8 +201,17 @@ class Sequential : public Module {
   void set_input_grads();
   // Runs backward_owned from module last - 1 down to module 0, as backward describes.
   Tensor backward_from(std::size_t last, Tensor g);
+  // The max pool after module i when module i is a ReLU (exactly that class) that the pool can
+  // compute (MaxPool2d::fuses_relu), else null.
+  MaxPool2d* fusing_pool(std::size_t i);
+  // Module i's forward on x, or, when fusing_pool(i), the ReLU and the pool in one pass
+  // (recorded in relu_fused_); i moves past the modules that ran.
+  Tensor step(std::size_t& i, const Tensor& x);
+  // The same with forward_owned, for an intermediate result.
+  Tensor step_owned(std::size_t& i, Tensor&& h);
 
   std::vector<std::pair<std::string, std::unique_ptr<Module>>> layers_;
+  std::vector<char> relu_fused_;  // per module: a ReLU that the last forward fused into the next
 };
 
 }  // namespace effml

@@ -122,7 +122,10 @@ inline __m512i even_lanes() {
 // kernel (1 thread): LeNet-5's first pool (6 planes of 28x28) 2.34 -> 0.76 us, its second (16 of
 // 10x10) 0.91 -> 0.69 us; the VGG's first two (16 of 28x28, 32 of 14x14) 4.8 -> 1.4 and
 // 2.5 -> 1.4 us. A LeNet-5 training epoch did not change measurably.
-template <bool kArgmax>
+// With kRelu, the window's values are max(x, 0) first (a NaN or -0 gives +0, as ReLU), and
+// argmax is -1 where the output is 0: the pool of the ReLU's output, with the ReLU's gradient
+// mask (its output is positive exactly where its input is).
+template <bool kArgmax, bool kRelu>
 void max_pool_2x2_rows(const float* x, int64_t W, int64_t OH, int64_t OW, float* y,
                        int32_t* argmax) {
   const __m512i even = even_lanes();
@@ -135,8 +138,12 @@ void max_pool_2x2_rows(const float* x, int64_t W, int64_t OH, int64_t OW, float*
   };
   // The pair maximum of one input row's 2c values from r: value and column parity.
   auto pairs = [&](const float* r, const PairStep& m, __m512& v, __mmask16& right) {
-    const __m512 a = _mm512_maskz_loadu_ps(m.first, r);
-    const __m512 b = _mm512_maskz_loadu_ps(m.second, r + 16);
+    __m512 a = _mm512_maskz_loadu_ps(m.first, r);
+    __m512 b = _mm512_maskz_loadu_ps(m.second, r + 16);
+    if (kRelu) {  // max_ps returns its second operand, +0, for a NaN or a zero first one
+      a = _mm512_max_ps(a, _mm512_setzero_ps());
+      b = _mm512_max_ps(b, _mm512_setzero_ps());
+    }
     const __m512 e = _mm512_permutex2var_ps(a, even, b);
     const __m512 o = _mm512_permutex2var_ps(a, odd, b);
     right = pick(e, o);
@@ -151,7 +158,8 @@ void max_pool_2x2_rows(const float* x, int64_t W, int64_t OH, int64_t OW, float*
       pairs(top + 2 * ow0, m, t, t_right);
       pairs(top + W + 2 * ow0, m, u, u_right);
       const __mmask16 bottom = pick(t, u);
-      _mm512_mask_storeu_ps(y + oh * OW + ow0, m.out, _mm512_mask_blend_ps(bottom, t, u));
+      const __m512 v = _mm512_mask_blend_ps(bottom, t, u);
+      _mm512_mask_storeu_ps(y + oh * OW + ow0, m.out, v);
       if (kArgmax) {
         // Index of the window's top-left input: 2*oh*W + 2*ow0 + 2*lane (`even` holds 2*lane).
         const __m512i base =
@@ -159,8 +167,11 @@ void max_pool_2x2_rows(const float* x, int64_t W, int64_t OH, int64_t OW, float*
         const __m512i ti = _mm512_mask_add_epi32(base, t_right, base, one);
         const __m512i ub = _mm512_add_epi32(base, _mm512_set1_epi32(static_cast<int32_t>(W)));
         const __m512i ui = _mm512_mask_add_epi32(ub, u_right, ub, one);
-        _mm512_mask_storeu_epi32(argmax + oh * OW + ow0, m.out,
-                                 _mm512_mask_blend_epi32(bottom, ti, ui));
+        __m512i best = _mm512_mask_blend_epi32(bottom, ti, ui);
+        if (kRelu)
+          best = _mm512_mask_mov_epi32(
+              best, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_EQ_OQ), _mm512_set1_epi32(-1));
+        _mm512_mask_storeu_epi32(argmax + oh * OW + ow0, m.out, best);
       }
     }
   }
@@ -168,8 +179,9 @@ void max_pool_2x2_rows(const float* x, int64_t W, int64_t OH, int64_t OW, float*
 #endif
 
 // The gradient of the 2x2 window (stride 2, no padding) on one plane: dx (2 * OH rows of W) =
-// dy (OH, OW) at each window's argmax (flat index in the plane) and zeros elsewhere, each element
-// written once. The column and row that no window reaches (odd W or H) are left to the caller.
+// dy (OH, OW) at each window's argmax (flat index in the plane; -1, no position, gives the
+// window zeros) and zeros elsewhere, each element written once. The column and row that no
+// window reaches (odd W or H) are left to the caller.
 void max_pool_2x2_grad(const float* dy, const int32_t* argmax, int64_t W, int64_t OH, int64_t OW,
                        float* dx) {
 #if defined(__AVX512F__)
@@ -230,7 +242,24 @@ Shape MaxPool2d::output_shape(const Shape& in) const {
 
 std::string MaxPool2d::describe() const { return pool_describe("MaxPool2d", k_, stride_, pad_); }
 
-Tensor MaxPool2d::forward(const Tensor& x) {
+bool MaxPool2d::fuses_relu() const {
+#if defined(__AVX512F__)
+  return k_ == 2 && stride_ == 2 && pad_ == 0;
+#else
+  return false;
+#endif
+}
+
+Tensor MaxPool2d::forward(const Tensor& x) { return pool<false>(x); }
+
+Tensor MaxPool2d::forward_relu(const Tensor& x) {
+  EFFML_CHECK(fuses_relu(), describe() << ": forward_relu needs the 2x2 window with stride 2 and "
+                                          "no padding, and AVX-512");
+  return pool<true>(x);
+}
+
+template <bool kRelu>
+Tensor MaxPool2d::pool(const Tensor& x) {
   Shape os = output_shape(x.shape());
   const int64_t planes = os[0] * os[1], H = x.size(2), W = x.size(3), OH = os[2], OW = os[3];
   const int64_t K = k_, S = stride_, P = pad_;
@@ -262,9 +291,9 @@ Tensor MaxPool2d::forward(const Tensor& x) {
       if (two_by_two) {
 #if defined(__AVX512F__)
         if (ap)
-          max_pool_2x2_rows<true>(xp, W, OH, OW, yp, ap);
+          max_pool_2x2_rows<true, kRelu>(xp, W, OH, OW, yp, ap);
         else
-          max_pool_2x2_rows<false>(xp, W, OH, OW, yp, nullptr);
+          max_pool_2x2_rows<false, kRelu>(xp, W, OH, OW, yp, nullptr);
         continue;
 #endif
         if (ap)

@@ -22,6 +22,10 @@ class ReLU : public Module {
   std::string describe() const override { return "ReLU()"; }
   /// `in` unchanged.
   Shape output_shape(const Shape& in) const override { return in; }
+  /// For Sequential, when the next layer computed this ReLU inside its own forward
+  /// (MaxPool2d::forward_relu) and will return the gradient through both: drops the cached
+  /// mask, so that a backward of this layer alone throws instead of using an old one.
+  void fused_into_next() { drop(y_); }
 
  private:
   // py[i] = max(px[i], 0) for the n elements; py may be px. In training mode it also caches the
