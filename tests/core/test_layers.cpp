@@ -118,6 +118,12 @@ const ConvCfg kConvConfigs[] = {
     {16, 64, 3, 1, 1, 1, true, {1, 16, 7, 7}},
     {10, 32, 5, 1, 0, 2, true, {2, 10, 30, 30}},
     {16, 48, 3, 1, 1, 1, false, {2, 16, 5, 6}},
+    // Padded rows of two vectors (32 wide) with outputs in both write their rows straight from
+    // tiles of two rows: 5 filters in a tile of 6 (a padding row), 4 filters, an odd number of
+    // rows (a last tile of one), groups, no bias.
+    {1, 5, 5, 1, 2, 1, false, {3, 1, 28, 28}},
+    {2, 4, 3, 1, 1, 1, true, {2, 2, 27, 30}},
+    {2, 6, 5, 1, 2, 2, true, {2, 2, 9, 28}},
 };
 
 }  // namespace

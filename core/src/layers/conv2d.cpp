@@ -519,6 +519,86 @@ void unpack_grad_input(const WideGrid& g, const float* dxb, float* dx) {
     }
 }
 
+// ---- one sample, output rows of two vectors ---------------------------------------------------
+// When the padded width is two vectors (LeNet-5's first layer: 28 + 2 * 2 = 32) each output row
+// is two vectors of the grid, the second ending in the scratch columns. A tile of NR filters
+// then covers RV rows (2 * RV vectors) and writes them straight into y, the scratch lanes masked
+// off, with no chunk of y_b to copy out (that copy took 17% of LeNet-5's first layer at batch
+// 64). Two rows per tile also read fewer vectors per multiply-add than three vectors did: NR
+// broadcasts and 4 loads for 4 * NR of them.
+#if EFFML_CONV_XSIMD && defined(__AVX512F__)
+constexpr bool kRowPairs = kVec == 16;
+
+template <int NR, int RV>
+void row_tile(const float* src, const int64_t* off, int64_t nk, const float* coef, int64_t F,
+              const float* bias, int64_t OW, int64_t OHW, float* y) {
+  constexpr int MV = 2 * RV;
+  __m512 acc[NR][MV];
+  EFFML_UNROLL
+  for (int r = 0; r < NR; ++r) {
+    EFFML_UNROLL
+    for (int m = 0; m < MV; ++m) acc[r][m] = _mm512_setzero_ps();
+  }
+  for (int64_t k = 0; k < nk; ++k) {
+    __m512 v[MV];
+    EFFML_UNROLL
+    for (int m = 0; m < MV; ++m) v[m] = _mm512_loadu_ps(src + off[k] + 16 * m);
+    EFFML_UNROLL
+    for (int r = 0; r < NR; ++r) {
+      const __m512 c = _mm512_set1_ps(coef[k * NR + r]);
+      EFFML_UNROLL
+      for (int m = 0; m < MV; ++m) acc[r][m] = _mm512_fmadd_ps(c, v[m], acc[r][m]);
+    }
+  }
+  const __mmask16 tail = static_cast<__mmask16>((1u << (OW - 16)) - 1);
+  EFFML_UNROLL
+  for (int r = 0; r < NR; ++r) {
+    if (r >= F) break;  // the packed rows past F are padding
+    const __m512 b = _mm512_set1_ps(bias ? bias[r] : 0.0f);
+    EFFML_UNROLL
+    for (int j = 0; j < RV; ++j) {
+      float* row = y + r * OHW + j * OW;
+      _mm512_storeu_ps(row, _mm512_add_ps(acc[r][2 * j], b));
+      _mm512_mask_storeu_ps(row + 16, tail, _mm512_add_ps(acc[r][2 * j + 1], b));
+    }
+  }
+}
+
+// y (F, OH, OW) of one sample from its block xb (the wide grid, Wp = 32), the weights packed in
+// (T, NR) blocks of NR filters (Fp rows), bias (F) or null.
+template <int NR>
+void row_pair_product(const WideGrid& g, const float* xb, const int64_t* off, const float* wpack,
+                      int64_t Fp, const float* bias, float* y) {
+  const int64_t T = g.T(), OH = g.OH, OW = g.OW, OHW = OH * OW, Wp = g.Wp();
+  for (int64_t r0 = 0; r0 < Fp; r0 += NR) {
+    const float* c = wpack + r0 * T;
+    const float* b = bias ? bias + r0 : nullptr;
+    float* yr = y + r0 * OHW;
+    const int64_t F = g.F - r0;
+    int64_t oh = 0;
+    for (; oh + 2 <= OH; oh += 2)
+      row_tile<NR, 2>(xb + oh * Wp, off, T, c, F, b, OW, OHW, yr + oh * OW);
+    if (oh < OH) row_tile<NR, 1>(xb + oh * Wp, off, T, c, F, b, OW, OHW, yr + oh * OW);
+  }
+}
+
+// Whether a one-sample block takes row_pair_product: rows of two whole vectors with outputs in
+// both, and tiles of at most 6 filters (4 vectors each: 24 accumulators).
+bool row_pairs(const WideGrid& g, int nr) {
+  return g.NB == 1 && g.Wp() == 2 * kVec && g.OW > kVec && nr <= 6;
+}
+
+void row_pair_product(int nr, const WideGrid& g, const float* xb, const int64_t* off,
+                      const float* wpack, int64_t Fp, const float* bias, float* y) {
+  if (nr == 6) row_pair_product<6>(g, xb, off, wpack, Fp, bias, y);
+  if (nr == 4) row_pair_product<4>(g, xb, off, wpack, Fp, bias, y);
+}
+#else
+bool row_pairs(const WideGrid&, int) { return false; }
+void row_pair_product(int, const WideGrid&, const float*, const int64_t*, const float*, int64_t,
+                      const float*, float*) {}
+#endif
+
 // ---- one sample, output channels in the vector lanes ------------------------------------------
 // A block of one sample computes the wide grid's scratch columns too: 40% more products in
 // LeNet-5's second layer (10 outputs in rows of 14), 29% in the VGG's 7x7 layers. When a group's
@@ -923,6 +1003,13 @@ Tensor Conv2d::apply(const Tensor& x) {
           pack_input<kVec>(g, xn, xb);
         else
           pack_input<1>(g, xn, xb);
+        if (!v && row_pairs(g, nr)) {
+          for (int64_t b = 0; b < G; ++b)
+            row_pair_product(nr, g, xb + b * C * g.plane(), off, wpack + b * Fp * T, Fp,
+                             pb ? pb + b * F : nullptr, py + n * out_ * OHW + b * F * OHW);
+          n += 1;
+          continue;
+        }
         const Run* runs = v ? runsv.data() : &run1;
         const std::size_t num_runs = v ? runsv.size() : 1;
         for (int64_t b = 0; b < G; ++b)
