@@ -160,12 +160,21 @@ inline void keep_in_register(Vec&) {}
 
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
+// Where a tile's rows go: rows r at out + r * ldo (set), or, for the input gradient, added
+// into out + dst[r] for the rows r < rows (the rows past them are padding).
+struct TileOut {
+  float* out;
+  int64_t ldo;
+  const int64_t* dst;  // null: set rows at out + r * ldo
+  int64_t rows;
+};
+
 // The register tile of the products: out[r][j] = sum_k coef[k][r] * src[off[k] + j] for the NR
-// rows r and the MV vectors of columns j. coef is (nk, NR); out has row stride ldo. NR * MV
+// rows r and the MV vectors of columns j, stored or added as `to` says. coef is (nk, NR). NR * MV
 // accumulators (24 of the 32 AVX-512 registers) stay in registers for the whole sum over k.
 template <int NR, int MV>
-void wide_tile(const float* src, const int64_t* off, int64_t nk, const float* coef, float* out,
-               int64_t ldo) {
+void wide_tile(const float* src, const int64_t* off, int64_t nk, const float* coef,
+               const TileOut& to) {
   Vec acc[NR][MV];
   EFFML_UNROLL
   for (int r = 0; r < NR; ++r) {
@@ -183,10 +192,20 @@ void wide_tile(const float* src, const int64_t* off, int64_t nk, const float* co
       for (int m = 0; m < MV; ++m) acc[r][m] = vfma(c, s[m], acc[r][m]);
     }
   }
+  if (to.dst) {
+    EFFML_UNROLL
+    for (int r = 0; r < NR; ++r) {
+      if (r >= to.rows) break;
+      float* o = to.out + to.dst[r];
+      EFFML_UNROLL
+      for (int m = 0; m < MV; ++m) vstore(o + m * kVec, vload(o + m * kVec) + acc[r][m]);
+    }
+    return;
+  }
   EFFML_UNROLL
   for (int r = 0; r < NR; ++r) {
     EFFML_UNROLL
-    for (int m = 0; m < MV; ++m) vstore(out + r * ldo + m * kVec, acc[r][m]);
+    for (int m = 0; m < MV; ++m) vstore(to.out + r * to.ldo + m * kVec, acc[r][m]);
   }
 }
 
@@ -203,26 +222,30 @@ void pack_tile_rows(const float* src, int64_t R, int64_t K, int64_t rs, int64_t 
 // out (R, ldo), columns [0, n) = wide_tile over R / NR row blocks and n / kVec vectors: three at
 // a time, then two and two when four are left (a lone vector keeps only NR accumulators busy),
 // or the two or one left. coef holds one (nk, NR) block per row block. n is a whole number of
-// vectors and src[off[k] + j] is readable for every j < n.
+// vectors and src[off[k] + j] is readable for every j < n. With to.dst, row r's columns are
+// added into to.out + to.dst[r] instead, for r < to.rows.
 template <int NR>
 void wide_product(const float* src, const int64_t* off, int64_t nk, const float* coef, int64_t R,
-                  float* out, int64_t ldo, int64_t n) {
+                  const TileOut& to, int64_t n) {
   for (int64_t r0 = 0; r0 < R; r0 += NR) {
     const float* c = coef + r0 * nk;
-    float* o = out + r0 * ldo;
+    auto at = [&](int64_t j) {  // the tile at row r0, column j
+      return to.dst ? TileOut{to.out + j, 0, to.dst + r0, to.rows - r0}
+                    : TileOut{to.out + r0 * to.ldo + j, to.ldo, nullptr, 0};
+    };
     int64_t j = 0;
     for (; n - j > 4 * kVec || n - j == 3 * kVec; j += 3 * kVec)
-      wide_tile<NR, 3>(src + j, off, nk, c, o + j, ldo);
-    for (; n - j >= 2 * kVec; j += 2 * kVec) wide_tile<NR, 2>(src + j, off, nk, c, o + j, ldo);
-    if (n - j == kVec) wide_tile<NR, 1>(src + j, off, nk, c, o + j, ldo);
+      wide_tile<NR, 3>(src + j, off, nk, c, at(j));
+    for (; n - j >= 2 * kVec; j += 2 * kVec) wide_tile<NR, 2>(src + j, off, nk, c, at(j));
+    if (n - j == kVec) wide_tile<NR, 1>(src + j, off, nk, c, at(j));
   }
 }
 
 void wide_product(int nr, const float* src, const int64_t* off, int64_t nk, const float* coef,
-                  int64_t R, float* out, int64_t ldo, int64_t n) {
-  if (nr == 8) wide_product<8>(src, off, nk, coef, R, out, ldo, n);
-  if (nr == 6) wide_product<6>(src, off, nk, coef, R, out, ldo, n);
-  if (nr == 4) wide_product<4>(src, off, nk, coef, R, out, ldo, n);
+                  int64_t R, const TileOut& to, int64_t n) {
+  if (nr == 8) wide_product<8>(src, off, nk, coef, R, to, n);
+  if (nr == 6) wide_product<6>(src, off, nk, coef, R, to, n);
+  if (nr == 4) wide_product<4>(src, off, nk, coef, R, to, n);
 }
 
 // A run of n positions (a whole number of vectors) that starts at a in the gradient rows and at
@@ -496,19 +519,6 @@ void unpack_output(const WideGrid& g, const float* out, int64_t ldo, int64_t p0,
       else
         deinterleave_rows<NB>(src, hi - lo, bias ? bias + f : nullptr, yr, sample);
     }
-  }
-}
-
-// dx_b (Cin, Hp, Wp, NB) += dcols (T, ldd) at each tap's input positions, for the positions
-// [p0, p0 + n) (column j of dcols is position p0 + j). dx_b has the xlen of a block: the
-// positions past the grid add zeros (dy_b is zero there) into its tail.
-void col2im_block(const WideGrid& g, const int64_t* off, const float* dcols, int64_t ldd,
-                  int64_t p0, int64_t n, float* dxb) {
-  for (int64_t t = 0; t < g.T(); ++t) {
-    const float* s = dcols + t * ldd;
-    float* d = dxb + off[t] + p0;
-#pragma omp simd
-    for (int64_t j = 0; j < n; ++j) d[j] += s[j];
   }
 }
 
@@ -1024,7 +1034,7 @@ Tensor Conv2d::apply(const Tensor& x) {
               const int64_t cols = run.b + chunk_start(run.n, count, i + 1) - p0;
               // y_b (Fp, cols) = W_g (Fp, T) x cols(x_b) (T, cols), the columns read in place
               wide_product(nr, xb + b * C * g.plane() + p0, off, T, wpack + b * Fp * T,
-                           Fp, out, chunk, cols);
+                           Fp, TileOut{out, chunk, nullptr, 0}, cols);
               const float* bias_g = pb ? pb + b * F : nullptr;
               float* yg = py + n * out_ * OHW + b * F * OHW;
               if (v)
@@ -1104,8 +1114,8 @@ Tensor Conv2d::backward(const Tensor& dy) {
   }
 
   // Wide: the weight-gradient tiles cover Fp rows and Q taps (both padded to whole tiles); dx
-  // comes from dcols (Tp, chunk) chunks, computed by the forward tiles with the roles of filters
-  // and taps swapped: W packed as G * Tp / nt blocks of (F, nt), reading dy_b's rows.
+  // comes from the forward tiles with the roles of filters and taps swapped (W packed as
+  // G * Tp / nt blocks of (F, nt), reading dy_b's rows), each row added to its tap's inputs.
   const WideGrid g1{in_, C, F, H, W, K, P, OH, OW, 1}, gv{in_, C, F, H, W, K, P, OH, OW, kVec};
   // A layer without an input gradient (a model's first) interleaves at any T: its weight
   // gradient then reads aligned vectors and no scratch columns. LeNet-5's first layer (T = 25)
@@ -1114,7 +1124,6 @@ Tensor Conv2d::backward(const Tensor& dy) {
   const bool use_gv = low == Lowering::Wide && (interleave(g1) || (kVec > 1 && !want_dx));
   const int nr = tile_rows(F), nt = tile_rows(T);
   const int64_t Fp = round_up(F, nr), Q = round_up(T, dw_tile_taps(nr)), Tp = round_up(T, nt);
-  const int64_t chunk = chunk_len(Tp);
   std::vector<float> wpack;
   std::vector<int64_t> off1, offv, off_f1, off_fv;
   if (low == Lowering::Wide) {
@@ -1168,21 +1177,18 @@ Tensor Conv2d::backward(const Tensor& dy) {
           wide_dw(nr, dyb + b * Fp * g.len(), g.len(), xb + b * C * g.plane(), off, runs, Fp, Q,
                   dw + b * Fp * Q);
         if (want_dx) {
-          float* dcols = scratch(tid, kCols, Tp * chunk);
           float* dxb = scratch(tid, kPaddedGrad, xl);
           const int64_t* off_f = v ? off_fv.data() : off_f1.data();
           for (int64_t s = 0; s < blocks; ++s) {
-            std::fill(dxb, dxb + xl, 0.0f);  // col2im adds into it
+            std::fill(dxb, dxb + xl, 0.0f);  // the tiles add into it
+            // dcols (Tp, positions) = W_g^T (Tp, F) x dy_b (F, positions), each tile's row t
+            // added at once to the inputs of tap t, dx_b[off[t] + p] (col2im in the tiles:
+            // LeNet-5's second layer wrote and read back 150 x 160 floats per output row).
             for (int64_t b = 0; b < G; ++b)
               for (const Run& run : g.runs())
-                for (int64_t i = 0, count = chunks_of(run.n, chunk); i < count; ++i) {
-                  const int64_t p0 = run.a + chunk_start(run.n, count, i);
-                  const int64_t cols = run.a + chunk_start(run.n, count, i + 1) - p0;
-                  // dcols (Tp, cols) = W_g^T (Tp, F) x dy_b (F, cols), then back to the inputs
-                  wide_product(nt, dyb + s * yl + b * Fp * g.len() + p0, off_f, F,
-                               wpack.data() + b * Tp * F, Tp, dcols, chunk, cols);
-                  col2im_block(g, off, dcols, chunk, p0, cols, dxb + b * C * g.plane());
-                }
+                wide_product(nt, dyb + s * yl + b * Fp * g.len() + run.a, off_f, F,
+                             wpack.data() + b * Tp * F, Tp,
+                             TileOut{dxb + b * C * g.plane() + run.a, 0, off, T}, run.n);
             float* dxs = pdx + (n + s * NB) * in_ * H * W;
             if (v)
               unpack_grad_input<kVec>(g, dxb, dxs);
