@@ -10,7 +10,7 @@
 #endif
 
 #include "effml/parallel.h"
-#include "transpose16.h"
+#include "avx512_kernels.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -173,7 +173,7 @@ void gemm_tile_rows(bool ta, int64_t r0, int64_t r1, int64_t N, int64_t K, float
     gemm_tile_row<1>(A + r * sr, sr, sk, B, ldb, N, K, alpha, beta, C + r * ldc, ldc);
 }
 
-// GCC 12's false warnings from the shuffles of transpose16, inlined here (see transpose16.h).
+// GCC 12's false warnings from the shuffles of transpose16, inlined here (see avx512_kernels.h).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"

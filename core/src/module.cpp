@@ -4,6 +4,7 @@
 #include <typeinfo>
 
 #include "effml/layers/activation.h"
+#include "effml/layers/conv2d.h"
 #include "effml/layers/pooling.h"
 
 namespace effml {
@@ -127,18 +128,40 @@ MaxPool2d* Sequential::fusing_pool(std::size_t i) {
   return pool.fuses_relu() ? &pool : nullptr;
 }
 
+Conv2d* Sequential::fusing_conv(std::size_t i, const Shape& in) {
+  if (i + 2 >= layers_.size() || typeid(*layers_[i].second) != typeid(Conv2d) ||
+      typeid(*layers_[i + 1].second) != typeid(ReLU) ||
+      typeid(*layers_[i + 2].second) != typeid(MaxPool2d))
+    return nullptr;
+  auto& conv = static_cast<Conv2d&>(*layers_[i].second);
+  return conv.fuses_relu_pool(in, static_cast<MaxPool2d&>(*layers_[i + 2].second)) ? &conv
+                                                                                    : nullptr;
+}
+
+MaxPool2d& Sequential::fuse_conv(std::size_t& i) {
+  static_cast<ReLU&>(*layers_[i + 1].second).fused_into_next();
+  relu_fused_[i + 1] = 1;
+  i += 3;
+  return static_cast<MaxPool2d&>(*layers_[i - 1].second);
+}
+
+MaxPool2d& Sequential::fuse_pool(std::size_t& i) {
+  static_cast<ReLU&>(*layers_[i].second).fused_into_next();
+  relu_fused_[i] = 1;
+  i += 2;
+  return static_cast<MaxPool2d&>(*layers_[i - 1].second);
+}
+
 Tensor Sequential::step(std::size_t& i, const Tensor& x) {
-  if (MaxPool2d* pool = fusing_pool(i)) {
-    static_cast<ReLU&>(*layers_[i].second).fused_into_next();
-    relu_fused_[i] = 1;
-    i += 2;
-    return pool->forward_relu(x);
-  }
+  if (Conv2d* conv = fusing_conv(i, x.shape())) return conv->forward_relu_pool(x, fuse_conv(i));
+  if (fusing_pool(i)) return fuse_pool(i).forward_relu(x);
   return layers_[i++].second->forward(x);
 }
 
 Tensor Sequential::step_owned(std::size_t& i, Tensor&& h) {
-  if (fusing_pool(i)) return step(i, h);
+  if (Conv2d* conv = fusing_conv(i, h.shape()))
+    return conv->forward_relu_pool(std::move(h), fuse_conv(i));
+  if (fusing_pool(i)) return fuse_pool(i).forward_relu(h);
   return layers_[i++].second->forward_owned(std::move(h));
 }
 

@@ -137,6 +137,26 @@ Tensor backward_each(Sequential& s, const Tensor& dy) {
   for (std::size_t i = s.size(); i-- > 0;) g = s[i].backward(g);
   return g;
 }
+
+// fused (a Sequential that fuses its ReLU, module 1) against each (the same modules and
+// parameters, run one by one) on x: the output and, in training mode, the input gradient and
+// the first module's parameter gradients, bit for bit; and the fused ReLU, which kept no mask
+// of its own, throws when its backward is called alone.
+void check_fused_equals_each(Sequential& fused, Sequential& each, const Tensor& x, Rng& rng) {
+  const Tensor y = fused.forward(x), want = forward_each(each, x);
+  CHECK(y.shape() == want.shape());
+  CHECK(y.equal(want));
+  if (!fused.is_training()) return;
+  const Tensor dy = Tensor::randn(y.shape(), rng);
+  fused.needs_input_grad = true;
+  fused.forward(x);
+  const Tensor dx = fused.backward(dy), dx_want = backward_each(each, dy);
+  CHECK(dx.equal(dx_want));
+  const auto pf = fused[0].named_parameters(), pe = each[0].named_parameters();
+  REQUIRE(pf.size() == pe.size());
+  for (std::size_t p = 0; p < pf.size(); ++p) CHECK(pf[p].param->grad.equal(pe[p].param->grad));
+  CHECK_THROWS(fused[1].backward(Tensor(x.shape())));
+}
 }  // namespace
 
 TEST_CASE("models: a ReLU fused into the 2x2 max pool after it changes no bit", "[models]") {
@@ -161,19 +181,51 @@ TEST_CASE("models: a ReLU fused into the 2x2 max pool after it changes no bit", 
       for (int64_t i = 0; i < x.numel(); i += 3) x[i] = specials[(i / 3) % 7];
       for (int64_t i = 1; i + 1 < x.numel(); i += 11) x[i + 1] = x[i];  // ties
       INFO(shape_str(shape) << (training ? " training" : " evaluation"));
-      const Tensor y = fused.forward(x), want = forward_each(each, x);
-      CHECK(y.shape() == want.shape());
-      CHECK(y.equal(want));
-      if (!training) continue;
-      const Tensor dy = Tensor::randn(y.shape(), rng);
-      fused.needs_input_grad = true;
-      fused.forward(x);
-      const Tensor dx = fused.backward(dy), dx_want = backward_each(each, dy);
-      CHECK(dx.equal(dx_want));
-      CHECK(fused[0].named_parameters()[0].param->grad.equal(
-          each[0].named_parameters()[0].param->grad));
-      // The fused ReLU kept no mask of its own: called alone, its backward throws.
-      CHECK_THROWS(fused[1].backward(Tensor(x.shape())));
+      check_fused_equals_each(fused, each, x, rng);
+    }
+  }
+}
+
+TEST_CASE("models: a convolution computing its ReLU and max pool changes no bit", "[models]") {
+  // Sequential runs Conv2d, ReLU, MaxPool2d(2) as one pass when the convolution's samples go
+  // through padded rows of two vectors (Conv2d::fuses_relu_pool): LeNet-5's first block, an odd
+  // number of rows (the last one unused by the pool), an odd width (29, a 4x4 kernel), groups,
+  // no bias, tiles of 4 and 6 filters with padding rows. Against the three modules run one by one: outputs, input
+  // and parameter gradients equal bit for bit, in both modes, NaN and infinities included.
+  struct Case {
+    int64_t cin, cout, k, pad, groups;
+    bool bias;
+    Shape input;
+  };
+  const Case cases[] = {{1, 6, 5, 2, 1, true, {3, 1, 28, 28}},
+                        {1, 5, 5, 2, 1, false, {2, 1, 27, 28}},
+                        {1, 4, 4, 2, 1, true, {2, 1, 9, 28}},
+                        {4, 6, 3, 1, 2, true, {1, 4, 6, 30}}};
+  Rng rng(26);
+  for (const Case& c : cases) {
+    for (const bool training : {true, false}) {
+      Sequential fused, each;
+      for (Sequential* s : {&fused, &each}) {
+        s->emplace<Conv2d>(c.cin, c.cout, c.k, 1, c.pad, c.groups, c.bias);
+        s->emplace<ReLU>();
+        s->emplace<MaxPool2d>(2);
+        s->train(training);
+      }
+      Rng wr(27);
+      for (Sequential* s : {&fused, &each}) {
+        auto& conv = static_cast<Conv2d&>((*s)[0]);
+        Rng r = wr;  // the same weights in both
+        conv.weight.value = Tensor::randn(conv.weight.value.shape(), r);
+        if (c.bias) conv.bias.value = Tensor::randn(conv.bias.value.shape(), r);
+      }
+      Tensor x = Tensor::randn(c.input, rng);
+      x[5] = std::nanf("");
+      x[40] = INFINITY;
+      INFO(fused[0].describe() << " on " << shape_str(c.input)
+                               << (training ? " training" : " evaluation"));
+      REQUIRE(static_cast<Conv2d&>(fused[0]).fuses_relu_pool(
+          c.input, static_cast<MaxPool2d&>(fused[2])));
+      check_fused_equals_each(fused, each, x, rng);
     }
   }
 }

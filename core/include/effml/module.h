@@ -18,6 +18,7 @@
 
 namespace effml {
 
+class Conv2d;
 class MaxPool2d;
 
 /// A trainable tensor and its gradient (same shape, zeroed by `zero_grad`).
@@ -176,8 +177,9 @@ class Sequential : public Module {
   /// false when no module before it has parameters and this Sequential's own needs_input_grad is
   /// false, so the backward of the first layers skips computing dx. A ReLU followed by a max
   /// pool that can compute it (MaxPool2d::fuses_relu) runs as one pass,
-  /// MaxPool2d::forward_relu, with the same outputs and gradients; backward then skips that
-  /// ReLU.
+  /// MaxPool2d::forward_relu, and a Conv2d, a ReLU and a max pool in a row as one when the
+  /// convolution can compute the other two (Conv2d::fuses_relu_pool), with the same outputs and
+  /// gradients; backward then skips that ReLU.
   Tensor forward(const Tensor& x) override;
   /// The same, x handed to the first module as forward_owned.
   Tensor forward_owned(Tensor&& x) override;
@@ -204,8 +206,18 @@ class Sequential : public Module {
   // The max pool after module i when module i is a ReLU (exactly that class) that the pool can
   // compute (MaxPool2d::fuses_relu), else null.
   MaxPool2d* fusing_pool(std::size_t i);
-  // Module i's forward on x, or, when fusing_pool(i), the ReLU and the pool in one pass
-  // (recorded in relu_fused_); i moves past the modules that ran.
+  // Module i when modules i, i + 1 and i + 2 are a Conv2d, a ReLU and a MaxPool2d (exactly those
+  // classes) and the convolution can compute the other two on an input of shape `in`
+  // (Conv2d::fuses_relu_pool), else null.
+  Conv2d* fusing_conv(std::size_t i, const Shape& in);
+  // For fusing_conv(i): records the ReLU at i + 1 as fused, moves i past the three modules and
+  // returns the pool.
+  MaxPool2d& fuse_conv(std::size_t& i);
+  // For fusing_pool(i): records the ReLU at i as fused, moves i past the two modules and returns
+  // the pool.
+  MaxPool2d& fuse_pool(std::size_t& i);
+  // Module i's forward on x, or, when fusing_conv(i) or fusing_pool(i), the modules it fuses in
+  // one pass; i moves past the modules that ran.
   Tensor step(std::size_t& i, const Tensor& x);
   // The same with forward_owned, for an intermediate result.
   Tensor step_owned(std::size_t& i, Tensor&& h);

@@ -6,9 +6,10 @@
 #include <vector>
 
 #include "effml/gemm.h"
+#include "effml/layers/pooling.h"
 #include "effml/parallel.h"
+#include "../avx512_kernels.h"
 #include "../parallel_for.h"
-#include "../transpose16.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -375,7 +376,7 @@ bool interleave(const WideGrid& g) { return kVec > 1 && g.T() >= 32; }
 // A LeNet-5 training epoch spent 7 to 8% in these loops, scalar.
 #if EFFML_CONV_XSIMD && defined(__AVX512F__)
 constexpr bool kBlockTranspose = kVec == 16;
-// GCC 12's false warnings from the shuffles of transpose16, inlined here (see transpose16.h).
+// GCC 12's false warnings from the shuffles of transpose16, inlined here (see avx512_kernels.h).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -543,9 +544,17 @@ void unpack_grad_input(const WideGrid& g, const float* dxb, float* dx) {
 #if EFFML_CONV_XSIMD && defined(__AVX512F__)
 constexpr bool kRowPairs = kVec == 16;
 
+// Where a row tile's outputs go: y (F, OH, OW); or, with pooled, only the 2x2 max pool of their
+// ReLU, pooled (F, OH / 2, OW / 2), and its argmax in the (OH, OW) plane (null in evaluation).
+struct RowOut {
+  float* y;
+  float* pooled;
+  int32_t* argmax;
+};
+
 template <int NR, int RV>
 void row_tile(const float* src, const int64_t* off, int64_t nk, const float* coef, int64_t F,
-              const float* bias, int64_t OW, int64_t OHW, float* y) {
+              const float* bias, int64_t oh, int64_t OH, int64_t OW, const RowOut& to) {
   constexpr int MV = 2 * RV;
   __m512 acc[NR][MV];
   EFFML_UNROLL
@@ -564,6 +573,22 @@ void row_tile(const float* src, const int64_t* off, int64_t nk, const float* coe
       for (int m = 0; m < MV; ++m) acc[r][m] = _mm512_fmadd_ps(c, v[m], acc[r][m]);
     }
   }
+  const int64_t OHW = OH * OW;
+  if (to.pooled) {  // rows oh and oh + 1 -> pooled row oh / 2 (RV == 2)
+    const int64_t POW = OW / 2, PHW = OH / 2 * POW, o = oh / 2 * POW;
+    const __m512i base =
+        _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(oh * OW)), even_lanes());
+    EFFML_UNROLL
+    for (int r = 0; r < NR; ++r) {
+      if (r >= F) break;  // the packed rows past F are padding
+      const __m512 b = _mm512_set1_ps(bias ? bias[r] : 0.0f);
+      pool_2x2_step<true>(_mm512_add_ps(acc[r][0], b), _mm512_add_ps(acc[r][1], b),
+                          _mm512_add_ps(acc[r][MV - 2], b), _mm512_add_ps(acc[r][MV - 1], b),
+                          base, OW, static_cast<__mmask16>((1u << POW) - 1),
+                          to.pooled + r * PHW + o, to.argmax ? to.argmax + r * PHW + o : nullptr);
+    }
+    return;
+  }
   const __mmask16 tail = static_cast<__mmask16>((1u << (OW - 16)) - 1);
   EFFML_UNROLL
   for (int r = 0; r < NR; ++r) {
@@ -571,7 +596,7 @@ void row_tile(const float* src, const int64_t* off, int64_t nk, const float* coe
     const __m512 b = _mm512_set1_ps(bias ? bias[r] : 0.0f);
     EFFML_UNROLL
     for (int j = 0; j < RV; ++j) {
-      float* row = y + r * OHW + j * OW;
+      float* row = to.y + r * OHW + (oh + j) * OW;
       _mm512_storeu_ps(row, _mm512_add_ps(acc[r][2 * j], b));
       _mm512_mask_storeu_ps(row + 16, tail, _mm512_add_ps(acc[r][2 * j + 1], b));
     }
@@ -579,20 +604,22 @@ void row_tile(const float* src, const int64_t* off, int64_t nk, const float* coe
 }
 
 // y (F, OH, OW) of one sample from its block xb (the wide grid, Wp = 32), the weights packed in
-// (T, NR) blocks of NR filters (Fp rows), bias (F) or null.
+// (T, NR) blocks of NR filters (Fp rows), bias (F) or null; or its pooled ReLU (see RowOut),
+// where an odd last row, which the pool does not read, is not computed.
 template <int NR>
 void row_pair_product(const WideGrid& g, const float* xb, const int64_t* off, const float* wpack,
-                      int64_t Fp, const float* bias, float* y) {
-  const int64_t T = g.T(), OH = g.OH, OW = g.OW, OHW = OH * OW, Wp = g.Wp();
+                      int64_t Fp, const float* bias, const RowOut& to) {
+  const int64_t T = g.T(), OH = g.OH, OW = g.OW, Wp = g.Wp();
+  const int64_t OHW = OH * OW, PHW = OH / 2 * (OW / 2);
   for (int64_t r0 = 0; r0 < Fp; r0 += NR) {
     const float* c = wpack + r0 * T;
     const float* b = bias ? bias + r0 : nullptr;
-    float* yr = y + r0 * OHW;
+    const RowOut at{to.y ? to.y + r0 * OHW : nullptr, to.pooled ? to.pooled + r0 * PHW : nullptr,
+                    to.argmax ? to.argmax + r0 * PHW : nullptr};
     const int64_t F = g.F - r0;
     int64_t oh = 0;
-    for (; oh + 2 <= OH; oh += 2)
-      row_tile<NR, 2>(xb + oh * Wp, off, T, c, F, b, OW, OHW, yr + oh * OW);
-    if (oh < OH) row_tile<NR, 1>(xb + oh * Wp, off, T, c, F, b, OW, OHW, yr + oh * OW);
+    for (; oh + 2 <= OH; oh += 2) row_tile<NR, 2>(xb + oh * Wp, off, T, c, F, b, oh, OH, OW, at);
+    if (oh < OH && !to.pooled) row_tile<NR, 1>(xb + oh * Wp, off, T, c, F, b, oh, OH, OW, at);
   }
 }
 
@@ -603,14 +630,19 @@ bool row_pairs(const WideGrid& g, int nr) {
 }
 
 void row_pair_product(int nr, const WideGrid& g, const float* xb, const int64_t* off,
-                      const float* wpack, int64_t Fp, const float* bias, float* y) {
-  if (nr == 6) row_pair_product<6>(g, xb, off, wpack, Fp, bias, y);
-  if (nr == 4) row_pair_product<4>(g, xb, off, wpack, Fp, bias, y);
+                      const float* wpack, int64_t Fp, const float* bias, const RowOut& to) {
+  if (nr == 6) row_pair_product<6>(g, xb, off, wpack, Fp, bias, to);
+  if (nr == 4) row_pair_product<4>(g, xb, off, wpack, Fp, bias, to);
 }
 #else
+struct RowOut {
+  float* y;
+  float* pooled;
+  int32_t* argmax;
+};
 bool row_pairs(const WideGrid&, int) { return false; }
 void row_pair_product(int, const WideGrid&, const float*, const int64_t*, const float*, int64_t,
-                      const float*, float*) {}
+                      const float*, const RowOut&) {}
 #endif
 
 // ---- one sample, output channels in the vector lanes ------------------------------------------
@@ -946,14 +978,41 @@ Tensor Conv2d::forward_owned(Tensor&& x) {
   return y;
 }
 
-Tensor Conv2d::apply(const Tensor& x) {
+bool Conv2d::fuses_relu_pool(const Shape& in, const MaxPool2d& pool) const {
+  if (!pool.fuses_relu()) return false;
+  const Shape os = output_shape(in);
+  const int64_t C = in_ / groups_, F = out_ / groups_;
+  if (choose_lowering(C, groups_, k_, stride_, pad_) != Lowering::Wide) return false;
+  const WideGrid g1{in_, C, F, in[2], in[3], k_, pad_, os[2], os[3], 1};
+  return !interleave(g1) && !channel_lanes(g1) && row_pairs(g1, tile_rows(F));
+}
+
+Tensor Conv2d::forward_relu_pool(const Tensor& x, MaxPool2d& pool) {
+  Tensor y = apply(x, &pool);
+  keep_input(x_, x);
+  return y;
+}
+
+Tensor Conv2d::forward_relu_pool(Tensor&& x, MaxPool2d& pool) {
+  Tensor y = apply(x, &pool);
+  keep_input(x_, std::move(x));
+  return y;
+}
+
+Tensor Conv2d::apply(const Tensor& x, MaxPool2d* pool) {
   Shape os = output_shape(x.shape());
+  EFFML_CHECK(!pool || fuses_relu_pool(x.shape(), *pool),
+              describe() << ": forward_relu_pool with " << pool->describe() << " on input "
+                         << shape_str(x.shape()) << " is not a fused case (see fuses_relu_pool)");
   const int64_t N = os[0], H = x.size(2), W = x.size(3), OH = os[2], OW = os[3];
   const int64_t K = k_, S = stride_, P = pad_, G = groups_;
   const int64_t C = in_ / G, F = out_ / G;  // channels per group, in and out
-  const int64_t T = C * K * K, OHW = OH * OW;
+  const int64_t T = C * K * K, OHW = OH * OW, PHW = OH / 2 * (OW / 2);
   const Lowering low = choose_lowering(C, G, K, S, P);
-  Tensor y = Tensor::empty(std::move(os));  // (N, Cout, OH, OW); every element is written below
+  // The pooled values and their argmax instead of y, when fused with a ReLU and a pool.
+  int32_t* pa = pool ? pool->external_forward(os) : nullptr;
+  // (N, Cout, OH, OW), or pooled (N, Cout, OH / 2, OW / 2); every element is written below
+  Tensor y = Tensor::empty(pool ? pool->output_shape(os) : std::move(os));
   const float* px = x.data();
   const float* pw = weight.value.data();  // (Cout, C, K, K) = G blocks of (F, T)
   const float* pb = has_bias_ ? bias.value.data() : nullptr;
@@ -1018,9 +1077,13 @@ Tensor Conv2d::apply(const Tensor& x) {
         else
           pack_input<1>(g, xn, xb);
         if (!v && row_pairs(g, nr)) {
-          for (int64_t b = 0; b < G; ++b)
+          for (int64_t b = 0; b < G; ++b) {
+            const int64_t c0 = n * out_ + b * F;  // the group's first channel of sample n
+            const RowOut to = pool ? RowOut{nullptr, py + c0 * PHW, pa ? pa + c0 * PHW : nullptr}
+                                   : RowOut{py + c0 * OHW, nullptr, nullptr};
             row_pair_product(nr, g, xb + b * C * g.plane(), off, wpack + b * Fp * T, Fp,
-                             pb ? pb + b * F : nullptr, py + n * out_ * OHW + b * F * OHW);
+                             pb ? pb + b * F : nullptr, to);
+          }
           n += 1;
           continue;
         }

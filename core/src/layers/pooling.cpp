@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #endif
 
+#include "../avx512_kernels.h"
 #include "../parallel_for.h"
 
 // Shape letters: N batch, C channels, H x W input plane, OH x OW output plane, K window size,
@@ -108,71 +109,33 @@ inline PairStep pair_step(int c) {
           static_cast<__mmask16>(c > 8 ? (1u << (2 * c - 16)) - 1 : 0)};
 }
 
-// Lane i holds 2i: the even columns of a pair of registers, and output i's left input column.
-inline __m512i even_lanes() {
-  return _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-}
-
 // The same 2x2 window (stride 2, no padding) on one plane x (H, W) -> y (OH, OW), row by row in
 // AVX-512 registers, with no gather: for up to 16 outputs of row oh, the 2 x 32 inputs of rows
-// 2*oh and 2*oh + 1 are loaded (masked at the row's end), split into even and odd columns by a
-// two-register permute, and reduced first across (left, right), then across (top, bottom). With
-// replaces() at both steps this picks the same value and index as the four-step scan above: the
-// first maximum in row-major order, or the last NaN. Measured at batch 1 against the gather
-// kernel (1 thread): LeNet-5's first pool (6 planes of 28x28) 2.34 -> 0.76 us, its second (16 of
-// 10x10) 0.91 -> 0.69 us; the VGG's first two (16 of 28x28, 32 of 14x14) 4.8 -> 1.4 and
-// 2.5 -> 1.4 us. A LeNet-5 training epoch did not change measurably.
-// With kRelu, the window's values are max(x, 0) first (a NaN or -0 gives +0, as ReLU), and
-// argmax is -1 where the output is 0: the pool of the ReLU's output, with the ReLU's gradient
-// mask (its output is positive exactly where its input is).
+// 2*oh and 2*oh + 1 are loaded (masked at the row's end) and reduced by pool_2x2_step
+// (avx512_kernels.h), which picks the same value and index as the four-step scan above.
+// Measured at batch 1 against the gather kernel (1 thread): LeNet-5's first pool (6 planes of
+// 28x28) 2.34 -> 0.76 us, its second (16 of 10x10) 0.91 -> 0.69 us; the VGG's first two (16 of
+// 28x28, 32 of 14x14) 4.8 -> 1.4 and 2.5 -> 1.4 us. A LeNet-5 training epoch did not change
+// measurably.
+// With kRelu, the pool of max(x, 0) with -1 for the argmax of a 0 output (see pool_2x2_step):
+// the ReLU before the pool, and its gradient mask (its output is positive exactly where its
+// input is).
 template <bool kArgmax, bool kRelu>
 void max_pool_2x2_rows(const float* x, int64_t W, int64_t OH, int64_t OW, float* y,
                        int32_t* argmax) {
   const __m512i even = even_lanes();
-  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
-  const __m512i one = _mm512_set1_epi32(1);
-  // Picks per lane, between a (earlier in the scan) and b: b when b > a or b is NaN.
-  auto pick = [](__m512 a, __m512 b) {
-    return static_cast<__mmask16>(_mm512_cmp_ps_mask(b, a, _CMP_GT_OQ) |
-                                  _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q));
-  };
-  // The pair maximum of one input row's 2c values from r: value and column parity.
-  auto pairs = [&](const float* r, const PairStep& m, __m512& v, __mmask16& right) {
-    __m512 a = _mm512_maskz_loadu_ps(m.first, r);
-    __m512 b = _mm512_maskz_loadu_ps(m.second, r + 16);
-    if (kRelu) {  // max_ps returns its second operand, +0, for a NaN or a zero first one
-      a = _mm512_max_ps(a, _mm512_setzero_ps());
-      b = _mm512_max_ps(b, _mm512_setzero_ps());
-    }
-    const __m512 e = _mm512_permutex2var_ps(a, even, b);
-    const __m512 o = _mm512_permutex2var_ps(a, odd, b);
-    right = pick(e, o);
-    v = _mm512_mask_blend_ps(right, e, o);
-  };
   for (int64_t oh = 0; oh < OH; ++oh) {
     const float* top = x + 2 * oh * W;
     for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
       const PairStep m = pair_step(static_cast<int>(std::min<int64_t>(16, OW - ow0)));
-      __m512 t, u;
-      __mmask16 t_right, u_right;
-      pairs(top + 2 * ow0, m, t, t_right);
-      pairs(top + W + 2 * ow0, m, u, u_right);
-      const __mmask16 bottom = pick(t, u);
-      const __m512 v = _mm512_mask_blend_ps(bottom, t, u);
-      _mm512_mask_storeu_ps(y + oh * OW + ow0, m.out, v);
-      if (kArgmax) {
-        // Index of the window's top-left input: 2*oh*W + 2*ow0 + 2*lane (`even` holds 2*lane).
-        const __m512i base =
-            _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * oh * W + 2 * ow0)), even);
-        const __m512i ti = _mm512_mask_add_epi32(base, t_right, base, one);
-        const __m512i ub = _mm512_add_epi32(base, _mm512_set1_epi32(static_cast<int32_t>(W)));
-        const __m512i ui = _mm512_mask_add_epi32(ub, u_right, ub, one);
-        __m512i best = _mm512_mask_blend_epi32(bottom, ti, ui);
-        if (kRelu)
-          best = _mm512_mask_mov_epi32(
-              best, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_EQ_OQ), _mm512_set1_epi32(-1));
-        _mm512_mask_storeu_epi32(argmax + oh * OW + ow0, m.out, best);
-      }
+      const float* t = top + 2 * ow0;
+      // Index of the window's top-left input: 2*oh*W + 2*ow0 + 2*lane (`even` holds 2*lane).
+      const __m512i base =
+          _mm512_add_epi32(_mm512_set1_epi32(static_cast<int32_t>(2 * oh * W + 2 * ow0)), even);
+      pool_2x2_step<kRelu>(
+          _mm512_maskz_loadu_ps(m.first, t), _mm512_maskz_loadu_ps(m.second, t + 16),
+          _mm512_maskz_loadu_ps(m.first, t + W), _mm512_maskz_loadu_ps(m.second, t + W + 16),
+          base, W, m.out, y + oh * OW + ow0, kArgmax ? argmax + oh * OW + ow0 : nullptr);
     }
   }
 }
@@ -256,6 +219,13 @@ Tensor MaxPool2d::forward_relu(const Tensor& x) {
   EFFML_CHECK(fuses_relu(), describe() << ": forward_relu needs the 2x2 window with stride 2 and "
                                           "no padding, and AVX-512");
   return pool<true>(x);
+}
+
+int32_t* MaxPool2d::external_forward(const Shape& in) {
+  const Shape os = output_shape(in);
+  argmax_.resize(training_ ? static_cast<std::size_t>(shape_numel(os)) : 0);
+  in_shape_ = in;
+  return training_ ? argmax_.data() : nullptr;
 }
 
 template <bool kRelu>

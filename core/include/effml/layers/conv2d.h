@@ -63,6 +63,20 @@ class Conv2d : public Module {
   int64_t macs(const Shape& in) const override;
   std::vector<std::pair<std::string, Parameter*>> local_parameters() override;
 
+  /// Whether forward_relu_pool runs for an input of shape `in` and this pool: the pool's 2x2
+  /// window with stride 2 (MaxPool2d::fuses_relu), and a layer whose samples go one at a time
+  /// through padded rows of two vectors (LeNet-5's first layer, 28 + 2 * 2 = 32 wide).
+  bool fuses_relu_pool(const Shape& in, const MaxPool2d& pool) const;
+  /// pool.forward(ReLU()(forward(x))) in one pass: each register tile's two output rows are
+  /// rectified and pooled in registers, and the convolution's output is never written (1.2 MB
+  /// per LeNet-5 batch of 64, written and read back by the pool). In training mode this layer
+  /// keeps x and the pool its argmax with the ReLU's mask, as MaxPool2d::forward_relu, so that
+  /// the pool's backward and then this layer's give the three layers' gradients. Sequential
+  /// calls it for a Conv2d, a ReLU and a MaxPool2d in a row. Requires fuses_relu_pool.
+  Tensor forward_relu_pool(const Tensor& x, MaxPool2d& pool);
+  /// The same; in training mode x itself is kept for backward instead of a copy.
+  Tensor forward_relu_pool(Tensor&& x, MaxPool2d& pool);
+
   int64_t in_channels() const { return in_; }    ///< Cin
   int64_t out_channels() const { return out_; }  ///< Cout
   int64_t kernel_size() const { return k_; }     ///< K
@@ -78,8 +92,9 @@ class Conv2d : public Module {
   int64_t in_, out_, k_, stride_, pad_, groups_;
   bool has_bias_;
   Tensor x_;  // input cached by a training-mode forward, (N, Cin, H, W)
-  // y = conv(x) + b, without caching x.
-  Tensor apply(const Tensor& x);
+  // y = conv(x) + b, without caching x; with a pool (fuses_relu_pool), pool(relu(y)) and the
+  // pool's argmax instead.
+  Tensor apply(const Tensor& x, MaxPool2d* pool = nullptr);
   // Work buffers, a few per thread (slots), kept from call to call so that a training loop does
   // not allocate (and fault in) them at every step; they only ever grow.
   std::vector<std::vector<float>> scratch_;

@@ -41,6 +41,11 @@ class MaxPool2d : public Module {
   /// this layer (LeNet-5, the VGG): the ReLU's own passes over the largest activations of a
   /// network were 4% of a LeNet-5 training step. Requires fuses_relu().
   Tensor forward_relu(const Tensor& x);
+  /// For a layer that computes this pool inside its own forward (Conv2d::forward_relu_pool):
+  /// records an input of shape `in` as forward does, and returns the buffer (one int32 per
+  /// output, row-major) where that layer writes each output's argmax for backward, as
+  /// forward_relu would; null in evaluation mode.
+  int32_t* external_forward(const Shape& in);
 
  private:
   template <bool kRelu>
