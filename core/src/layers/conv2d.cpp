@@ -542,8 +542,6 @@ void unpack_grad_input(const WideGrid& g, const float* dxb, float* dx) {
 // 64). Two rows per tile also read fewer vectors per multiply-add than three vectors did: NR
 // broadcasts and 4 loads for 4 * NR of them.
 #if EFFML_CONV_XSIMD && defined(__AVX512F__)
-constexpr bool kRowPairs = kVec == 16;
-
 // Where a row tile's outputs go: y (F, OH, OW); or, with pooled, only the 2x2 max pool of their
 // ReLU, pooled (F, OH / 2, OW / 2), and its argmax in the (OH, OW) plane (null in evaluation).
 struct RowOut {
