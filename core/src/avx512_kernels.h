@@ -19,6 +19,9 @@ namespace effml {
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
+// Lanes [0, n) of a vector, n in [0, 16]: the mask of a vector's first n floats.
+inline __mmask16 first_lanes(int64_t n) { return static_cast<__mmask16>((1u << n) - 1); }
+
 // r[i] lane j <-> r[j] lane i.
 inline void transpose16(__m512 r[16]) {
   __m512 t[16];

@@ -66,7 +66,7 @@ void dot_rows(const float* a, const float* B, int64_t ldb, int64_t K, float alph
       acc[r] = _mm512_fmadd_ps(_mm512_loadu_ps(B + r * ldb + k), x, acc[r]);
   }
   if (k < K) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (K - k)) - 1);
+    const __mmask16 m = first_lanes(K - k);
     const __m512 x = _mm512_maskz_loadu_ps(m, a + k);
     for (int r = 0; r < R; ++r)
       acc[r] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, B + r * ldb + k), x, acc[r]);
@@ -98,9 +98,6 @@ void gemv_rows(const float* a, const float* B, int64_t ldb, int64_t N, int64_t K
 
 // B (K, N) read in rows is what the tiles need; products with a transposed B read it packed.
 constexpr int64_t kTileMaxB = int64_t{1} << 18;  // floats of B, 1 MB
-
-// Lanes [0, n) of a vector, n in [1, 16].
-inline __mmask16 lanes(int64_t n) { return static_cast<__mmask16>((1u << n) - 1); }
 
 // C[r][16 m + l] = alpha * sum_k A(r, k) B[k][16 m + l] + beta * C[...] for the NR rows r and
 // MV vectors m of the tile, the last vector's lanes limited by `last`. A(r, k) = a[r * sr +
@@ -146,7 +143,7 @@ template <int NR>
 void gemm_tile_row(const float* a, int64_t sr, int64_t sk, const float* b, int64_t ldb,
                    int64_t N, int64_t K, float alpha, float beta, float* c, int64_t ldc) {
   const int64_t nv = (N + 15) / 16;
-  const __mmask16 last = lanes(N - 16 * (nv - 1));
+  const __mmask16 last = first_lanes(N - 16 * (nv - 1));
   int64_t v = 0;
   for (; nv - v > 4 || nv - v == 3; v += 3)
     gemm_tile<NR, 3>(a, sr, sk, b + 16 * v, ldb, K, alpha, beta, c + 16 * v, ldc,
@@ -186,7 +183,7 @@ void pack_transposed(const float* B, int64_t ldb, int64_t N, int64_t K, float* d
       const int64_t nk = std::min<int64_t>(16, K - k0);
       __m512 r[16];
       for (int64_t i = 0; i < 16; ++i)
-        r[i] = i < nj ? _mm512_maskz_loadu_ps(lanes(nk), B + (j0 + i) * ldb + k0)
+        r[i] = i < nj ? _mm512_maskz_loadu_ps(first_lanes(nk), B + (j0 + i) * ldb + k0)
                       : _mm512_setzero_ps();
       transpose16(r);
       for (int64_t i = 0; i < nk; ++i) _mm512_storeu_ps(d + (k0 + i) * ldd + j0, r[i]);

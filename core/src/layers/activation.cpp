@@ -1,9 +1,8 @@
 #include "effml/layers/activation.h"
 
-#if defined(__AVX512BW__) && defined(__AVX512VL__)
-#include <immintrin.h>
-#endif
+#include <algorithm>
 
+#include "../avx512_kernels.h"
 #include "../parallel_for.h"
 
 namespace effml {
@@ -22,8 +21,7 @@ void relu_with_mask(const float* px, float* py, int8_t* positive, int64_t begin,
   const __m512 zero = _mm512_setzero_ps();
   const __m128i one = _mm_set1_epi8(1);
   for (; i < end; i += 16) {
-    const __mmask16 lanes =
-        end - i >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << (end - i)) - 1);
+    const __mmask16 lanes = first_lanes(std::min<int64_t>(16, end - i));
     const __m512 v = _mm512_maskz_loadu_ps(lanes, px + i);
     const __mmask16 p = _mm512_mask_cmp_ps_mask(lanes, v, zero, _CMP_GT_OQ);
     _mm512_mask_storeu_ps(py + i, lanes, _mm512_maskz_mov_ps(p, v));

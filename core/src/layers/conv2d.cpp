@@ -383,7 +383,7 @@ constexpr bool kBlockTranspose = kVec == 16;
 
 // d[w * 16 + n] = s[n * ld + w] for the 16 samples n and the L <= 16 columns w.
 inline void interleave_block(const float* s, int64_t ld, int64_t L, float* d) {
-  const __mmask16 m = static_cast<__mmask16>((1u << L) - 1);
+  const __mmask16 m = first_lanes(L);
   __m512 r[16];
   for (int n = 0; n < 16; ++n) r[n] = _mm512_maskz_loadu_ps(m, s + n * ld);
   transpose16(r);
@@ -399,7 +399,7 @@ inline void interleave_block(const float* s, int64_t ld, int64_t L, float* d) {
 // or for output channels in the lanes (bias_step 1).
 inline void deinterleave_block(const float* s, int64_t ls, int64_t L, const float* bias,
                                int64_t bias_step, float* d, int64_t ld) {
-  const __mmask16 m = static_cast<__mmask16>((1u << L) - 1);
+  const __mmask16 m = first_lanes(L);
   __m512 r[16];
   for (int64_t w = 0; w < 16; ++w) r[w] = w < L ? _mm512_loadu_ps(s + w * ls) : _mm512_setzero_ps();
   transpose16(r);
@@ -492,7 +492,7 @@ inline void add_to_row(const float* s, float b, int64_t n, float* y) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_add_ps(_mm512_loadu_ps(s + i), vb));
   if (i < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __mmask16 m = first_lanes(n - i);
     _mm512_mask_storeu_ps(y + i, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, s + i), vb));
   }
 #else
@@ -582,12 +582,12 @@ void row_tile(const float* src, const int64_t* off, int64_t nk, const float* coe
       const __m512 b = _mm512_set1_ps(bias ? bias[r] : 0.0f);
       pool_2x2_step<true>(_mm512_add_ps(acc[r][0], b), _mm512_add_ps(acc[r][1], b),
                           _mm512_add_ps(acc[r][MV - 2], b), _mm512_add_ps(acc[r][MV - 1], b),
-                          base, OW, static_cast<__mmask16>((1u << POW) - 1),
+                          base, OW, first_lanes(POW),
                           to.pooled + r * PHW + o, to.argmax ? to.argmax + r * PHW + o : nullptr);
     }
     return;
   }
-  const __mmask16 tail = static_cast<__mmask16>((1u << (OW - 16)) - 1);
+  const __mmask16 tail = first_lanes(OW - 16);
   EFFML_UNROLL
   for (int r = 0; r < NR; ++r) {
     if (r >= F) break;  // the packed rows past F are padding

@@ -104,9 +104,7 @@ struct PairStep {
 };
 
 inline PairStep pair_step(int c) {
-  return {static_cast<__mmask16>((1u << c) - 1),
-          static_cast<__mmask16>(c >= 8 ? 0xFFFF : (1u << (2 * c)) - 1),
-          static_cast<__mmask16>(c > 8 ? (1u << (2 * c - 16)) - 1 : 0)};
+  return {first_lanes(c), first_lanes(std::min(2 * c, 16)), first_lanes(std::max(2 * c - 16, 0))};
 }
 
 // The same 2x2 window (stride 2, no padding) on one plane x (H, W) -> y (OH, OW), row by row in
