@@ -170,13 +170,12 @@ struct TileOut {
   int64_t rows;
 };
 
-// The register tile of the products: out[r][j] = sum_k coef[k][r] * src[off[k] + j] for the NR
-// rows r and the MV vectors of columns j, stored or added as `to` says. coef is (nk, NR). NR * MV
-// accumulators (24 of the 32 AVX-512 registers) stay in registers for the whole sum over k.
+// The sums of a register tile: acc[r][m] = sum_k coef[k][r] * src[off[k] + m * kVec + (0..kVec))
+// for the NR rows r and the MV vectors m; coef is (nk, NR). NR * MV accumulators (24 of the 32
+// AVX-512 registers) stay in registers for the whole sum over k.
 template <int NR, int MV>
-void wide_tile(const float* src, const int64_t* off, int64_t nk, const float* coef,
-               const TileOut& to) {
-  Vec acc[NR][MV];
+inline void tile_sums(const float* src, const int64_t* off, int64_t nk, const float* coef,
+                      Vec (&acc)[NR][MV]) {
   EFFML_UNROLL
   for (int r = 0; r < NR; ++r) {
     EFFML_UNROLL
@@ -193,6 +192,15 @@ void wide_tile(const float* src, const int64_t* off, int64_t nk, const float* co
       for (int m = 0; m < MV; ++m) acc[r][m] = vfma(c, s[m], acc[r][m]);
     }
   }
+}
+
+// The register tile of the products: out[r][j] = sum_k coef[k][r] * src[off[k] + j] for the NR
+// rows r and the MV vectors of columns j (tile_sums), stored or added as `to` says.
+template <int NR, int MV>
+void wide_tile(const float* src, const int64_t* off, int64_t nk, const float* coef,
+               const TileOut& to) {
+  Vec acc[NR][MV];
+  tile_sums<NR, MV>(src, off, nk, coef, acc);
   if (to.dst) {
     EFFML_UNROLL
     for (int r = 0; r < NR; ++r) {
@@ -554,22 +562,13 @@ template <int NR, int RV>
 void row_tile(const float* src, const int64_t* off, int64_t nk, const float* coef, int64_t F,
               const float* bias, int64_t oh, int64_t OH, int64_t OW, const RowOut& to) {
   constexpr int MV = 2 * RV;
-  __m512 acc[NR][MV];
+  Vec sums[NR][MV];
+  tile_sums<NR, MV>(src, off, nk, coef, sums);
+  __m512 acc[NR][MV];  // the same registers, as AVX-512 vectors for the masked stores
   EFFML_UNROLL
   for (int r = 0; r < NR; ++r) {
     EFFML_UNROLL
-    for (int m = 0; m < MV; ++m) acc[r][m] = _mm512_setzero_ps();
-  }
-  for (int64_t k = 0; k < nk; ++k) {
-    __m512 v[MV];
-    EFFML_UNROLL
-    for (int m = 0; m < MV; ++m) v[m] = _mm512_loadu_ps(src + off[k] + 16 * m);
-    EFFML_UNROLL
-    for (int r = 0; r < NR; ++r) {
-      const __m512 c = _mm512_set1_ps(coef[k * NR + r]);
-      EFFML_UNROLL
-      for (int m = 0; m < MV; ++m) acc[r][m] = _mm512_fmadd_ps(c, v[m], acc[r][m]);
-    }
+    for (int m = 0; m < MV; ++m) acc[r][m] = sums[r][m].data;
   }
   const int64_t OHW = OH * OW;
   if (to.pooled) {  // rows oh and oh + 1 -> pooled row oh / 2 (RV == 2)
