@@ -120,12 +120,10 @@ Tensor Sequential::forward_owned(Tensor&& x) {
   return h;
 }
 
-MaxPool2d* Sequential::fusing_pool(std::size_t i) {
-  if (i + 1 >= layers_.size() || typeid(*layers_[i].second) != typeid(ReLU)) return nullptr;
-  Module& next = *layers_[i + 1].second;
-  if (typeid(next) != typeid(MaxPool2d)) return nullptr;
-  auto& pool = static_cast<MaxPool2d&>(next);
-  return pool.fuses_relu() ? &pool : nullptr;
+bool Sequential::fusing_pool(std::size_t i) const {
+  if (i + 1 >= layers_.size() || typeid(*layers_[i].second) != typeid(ReLU)) return false;
+  const Module& next = *layers_[i + 1].second;
+  return typeid(next) == typeid(MaxPool2d) && static_cast<const MaxPool2d&>(next).fuses_relu();
 }
 
 Conv2d* Sequential::fusing_conv(std::size_t i, const Shape& in) {

@@ -203,9 +203,9 @@ class Sequential : public Module {
   void set_input_grads();
   // Runs backward_owned from module last - 1 down to module 0, as backward describes.
   Tensor backward_from(std::size_t last, Tensor g);
-  // The max pool after module i when module i is a ReLU (exactly that class) that the pool can
-  // compute (MaxPool2d::fuses_relu), else null.
-  MaxPool2d* fusing_pool(std::size_t i);
+  // Whether module i is a ReLU (exactly that class) that the max pool after it can compute
+  // (MaxPool2d::fuses_relu).
+  bool fusing_pool(std::size_t i) const;
   // Module i when modules i, i + 1 and i + 2 are a Conv2d, a ReLU and a MaxPool2d (exactly those
   // classes) and the convolution can compute the other two on an input of shape `in`
   // (Conv2d::fuses_relu_pool), else null.
