@@ -26,7 +26,9 @@ struct TrainConfig {
   /// Knowledge distillation: with a teacher and distill_alpha > 0 the loss whose gradient
   /// trains the model is \f$ (1 - \alpha) \f$ cross-entropy + \f$ \alpha \f$
   /// distillation_loss() against the teacher's logits (the teacher runs in evaluation mode and
-  /// is not trained; it must outlive the call). The reported loss stays the cross-entropy.
+  /// is not trained; it must outlive the call). The teacher's logits for every training sample
+  /// are computed once, before the first epoch, and reused in every epoch. The reported loss
+  /// stays the cross-entropy.
   Module* teacher = nullptr;
   float distill_alpha = 0.0f;        ///< \f$ \alpha \f$ in [0, 1]
   float distill_temperature = 4.0f;  ///< \f$ T \f$ > 0
