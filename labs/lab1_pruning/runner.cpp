@@ -57,14 +57,17 @@ const std::vector<double> kScanGrid = {0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95};
 constexpr int64_t kScanStart = 50000, kScanCount = 2000;
 // The size target passed to choose_sparsities: the grader's limit.
 constexpr double kMaxSizeFraction = 0.25;
-// Fine-tuning of the pruned model: SGD with momentum, cosine decay from a small rate (the dense
-// model is already trained), masks re-applied after every step.
-constexpr int kFinetuneEpochs = 2;
-constexpr float kFinetuneLr = 0.01f;
+// Fine-tuning of the pruned model: SGD with momentum, cosine decay, masks re-applied after every
+// step. Eight epochs from a rate of 0.03 (the dense model was trained at 0.05) retrain the pruned
+// model rather than only nudge it. Measured at 25% of the size, 2 threads, seed 0: 2 epochs at
+// 0.01 gave 91.86%, 4 at 0.01 92.06%, 6 at 0.02 92.12%, 6 at 0.05 92.04%, 8 at 0.03 92.23%,
+// against the dense model's 92.53%; seeds 0-4 in the manifest.
+constexpr int kFinetuneEpochs = 8;
+constexpr float kFinetuneLr = 0.03f;
 // Knowledge distillation from the dense model while fine-tuning: half the loss is the
 // cross-entropy with the labels, half the distance to the dense model's predictions softened at
-// temperature 8 (see effml::distillation_loss). Measured at 25% of the size, seeds 0-4: a loss of
-// 0.53 to 0.62 points against 0.77 to 1.12 without it.
+// temperature 8 (see effml::distillation_loss). Measured at 25% of the size, seeds 0-4, with the
+// earlier 2 epochs at 0.01: a loss of 0.53 to 0.62 points against 0.77 to 1.12 without it.
 constexpr float kDistillAlpha = 0.5f;
 constexpr float kDistillTemperature = 8.0f;
 // channel_prune_model's uniform ratio.
@@ -299,10 +302,13 @@ void expect_no_inputs(const std::string& task, const std::string& in_path) {
 //   EFFML_LAB1_BASELINE     another dense checkpoint (any model of `effml train`)
 //   EFFML_LAB1_SIZE_TARGET  the size target, in (0, 1]
 //   EFFML_LAB1_SEED         the fine-tuning's shuffling seed (default 0)
+//   EFFML_LAB1_EPOCHS       the fine-tuning's epochs, 1 to 1000 (default kFinetuneEpochs; the
+//                           learning rate's cosine decay spans them)
 struct PruneSettings {
   std::string baseline;
   double size_target = kMaxSizeFraction;
   uint64_t seed = 0;
+  int epochs = kFinetuneEpochs;
 };
 
 PruneSettings prune_settings() {
@@ -317,6 +323,10 @@ PruneSettings prune_settings() {
                 "EFFML_LAB1_SIZE_TARGET must be a number in (0, 1], got '" << target << "'");
   }
   p.seed = effml::env_uint("EFFML_LAB1_SEED", 0);
+  const uint64_t epochs = effml::env_uint("EFFML_LAB1_EPOCHS", kFinetuneEpochs);
+  EFFML_CHECK(epochs >= 1 && epochs <= 1000,
+              "EFFML_LAB1_EPOCHS must be an integer from 1 to 1000, got " << epochs);
+  p.epochs = static_cast<int>(epochs);
   return p;
 }
 
@@ -347,7 +357,7 @@ void run_prune_finetune(const std::string& in_path, const std::string& out_path)
               100.0 * effml::evaluate(*model, scan_set).accuracy);
 
   effml::TrainConfig config;
-  config.epochs = kFinetuneEpochs;
+  config.epochs = settings.epochs;
   config.lr = kFinetuneLr;
   config.seed = settings.seed;
   config.progress = false;
@@ -361,7 +371,7 @@ void run_prune_finetune(const std::string& in_path, const std::string& out_path)
   const auto history = effml::train(*model, train_set, nullptr, config, hooks);
   std::printf("fine-tuned %d epochs (lr %.3g, cosine, distilled from the dense model: alpha %.2g, "
               "T %.3g; seed %llu): training accuracy %.2f%%; %.1f s in all\n",
-              kFinetuneEpochs, kFinetuneLr, kDistillAlpha, kDistillTemperature, static_cast<unsigned long long>(settings.seed),
+              settings.epochs, kFinetuneLr, kDistillAlpha, kDistillTemperature, static_cast<unsigned long long>(settings.seed),
               100.0 * history.back().train_accuracy, seconds_since(start));
   const auto meta = effml::read_metadata(settings.baseline);
   effml::save_checkpoint(out_path, *model,
@@ -369,7 +379,7 @@ void run_prune_finetune(const std::string& in_path, const std::string& out_path)
                           {"lab", "lab1_pruning"},
                           {"task", "prune_finetune"},
                           {"size_target", std::to_string(settings.size_target)},
-                          {"finetune_epochs", std::to_string(kFinetuneEpochs)},
+                          {"finetune_epochs", std::to_string(settings.epochs)},
                           {"finetune_seed", std::to_string(settings.seed)}});
 }
 

@@ -55,6 +55,10 @@ TEST_CASE("lab1: the reference scores every point of the automatic tasks includi
   CHECK(figure(finetune, "size_fraction") <= 0.25);
   CHECK(figure(finetune, "baseline_size_bytes") == 264680.0);
   CHECK(figure(finetune, "baseline_accuracy") - figure(finetune, "accuracy") <= 0.01);
+  // The lab's own target for the reference is tighter than the grader's limit of 1 point (which
+  // leaves room for other choices of sparsities): within 0.5 points. Measured with seeds 0-4 on
+  // 2 threads: losses of 0.30 to 0.47 points; this run (seed 0, one thread) lost 0.37.
+  CHECK(figure(finetune, "baseline_accuracy") - figure(finetune, "accuracy") <= 0.005);
   const auto& sorting = task_named(r, "channel_sorting_model");
   CHECK(figure(sorting, "accuracy") == figure(sorting, "baseline_accuracy"));
   const auto& pruning = task_named(r, "channel_prune_model");
