@@ -65,7 +65,12 @@ Tensor logits_of_all(Module& teacher, const Dataset& data) {
   int64_t row = 0;
   while (batcher.next(images, labels)) {
     const Tensor logits = teacher.forward(images);
-    const int64_t n = logits.size(0), classes = logits.numel() / n;
+    const auto n = static_cast<int64_t>(labels.size());
+    EFFML_CHECK(logits.dim() == 2 && logits.size(0) == n &&
+                    (row == 0 || logits.size(1) == all.size(1)),
+                "train: the teacher's logits are " << logits.shape_str() << " for a batch of " << n
+                                                   << " images; expected (" << n << ", classes)");
+    const int64_t classes = logits.size(1);
     if (row == 0) all = Tensor::empty({data.size(), classes});
     std::copy(logits.data(), logits.data() + n * classes, all.data() + row * classes);
     row += n;
@@ -111,7 +116,7 @@ std::vector<EpochStats> train(Module& model, const Dataset& train_set, const Dat
   // the same in every epoch: computed once, then gathered in each batch's order. Without this
   // the teacher's forward pass took a third of every distillation epoch.
   Tensor teacher_logits;
-  if (distilling) {
+  if (distilling && config.epochs > 0) {
     config.teacher->eval();
     teacher_logits = logits_of_all(*config.teacher, train_set);
   }

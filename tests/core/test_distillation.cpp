@@ -9,6 +9,7 @@
 
 #include "effml/data.h"
 #include "effml/error.h"
+#include "effml/layers.h"
 #include "effml/loss.h"
 #include "effml/models.h"
 #include "effml/optim.h"
@@ -80,6 +81,19 @@ TEST_CASE("distillation errors name the shapes and the temperature", "[distillat
   empty.images = Tensor::zeros({0, 1, 28, 28});
   const std::string alpha = error_of([&] { effml::train(*model, empty, nullptr, config); });
   CHECK_THAT(alpha, Catch::Matchers::Contains("distill_alpha must be in [0, 1], got 1.5"));
+
+  // A teacher whose output is not one row of logits per image (here a convolution's maps).
+  effml::Sequential conv_teacher;
+  conv_teacher.emplace<effml::Conv2d>(1, 2, 3);
+  config.distill_alpha = 0.5f;
+  config.teacher = &conv_teacher;
+  config.epochs = 1;
+  config.progress = false;
+  const effml::Dataset few = effml::load_fashion_mnist("train").subset(0, 5);
+  const std::string teacher = error_of([&] { effml::train(*model, few, nullptr, config); });
+  CHECK_THAT(teacher, Catch::Matchers::Contains(
+                          "the teacher's logits are (5, 2, 26, 26) for a batch of 5 images; "
+                          "expected (5, classes)"));
 }
 
 TEST_CASE("train with a teacher pulls the student towards the teacher's predictions",
