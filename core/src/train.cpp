@@ -78,17 +78,6 @@ Tensor logits_of_all(Module& teacher, const Dataset& data) {
   return all;
 }
 
-// Rows order[first], order[first + 1], ... of `all`, one per sample of the batch.
-Tensor gather_rows(const Tensor& all, const std::vector<int64_t>& order, int64_t first,
-                   int64_t n) {
-  const int64_t classes = all.size(1);
-  Tensor out = Tensor::empty({n, classes});
-  for (int64_t i = 0; i < n; ++i)
-    std::copy(all.data() + order[first + i] * classes,
-              all.data() + (order[first + i] + 1) * classes, out.data() + i * classes);
-  return out;
-}
-
 std::string fmt(const char* f, double a, double b) {
   char buf[96];
   std::snprintf(buf, sizeof buf, f, a, b);
@@ -142,10 +131,10 @@ std::vector<EpochStats> train(Module& model, const Dataset& train_set, const Dat
       if (distilling) {
         const float a = config.distill_alpha;
         Tensor g = ce.backward() * (1.0f - a);
-        const auto n = static_cast<int64_t>(labels.size());
-        g.add_(distillation_grad(logits,
-                                 gather_rows(teacher_logits, batcher.order(),
-                                             step * config.batch_size, n),
+        // This batch's samples: the next labels.size() of the epoch's order.
+        const auto first = batcher.order().begin() + step * config.batch_size;
+        const std::vector<int64_t> samples(first, first + static_cast<int64_t>(labels.size()));
+        g.add_(distillation_grad(logits, teacher_logits.index_select(0, samples),
                                  config.distill_temperature),
                a);
         model.backward(g);
