@@ -136,30 +136,23 @@ Conv2d* Sequential::fusing_conv(std::size_t i, const Shape& in) {
                                                                                     : nullptr;
 }
 
-MaxPool2d& Sequential::fuse_conv(std::size_t& i) {
-  static_cast<ReLU&>(*layers_[i + 1].second).fused_into_next();
-  relu_fused_[i + 1] = 1;
-  i += 3;
-  return static_cast<MaxPool2d&>(*layers_[i - 1].second);
-}
-
-MaxPool2d& Sequential::fuse_pool(std::size_t& i) {
-  static_cast<ReLU&>(*layers_[i].second).fused_into_next();
-  relu_fused_[i] = 1;
-  i += 2;
+MaxPool2d& Sequential::fuse(std::size_t& i, std::size_t count) {
+  i += count;  // the ReLU and the pool are the last two of the fused modules
+  static_cast<ReLU&>(*layers_[i - 2].second).fused_into_next();
+  relu_fused_[i - 2] = 1;
   return static_cast<MaxPool2d&>(*layers_[i - 1].second);
 }
 
 Tensor Sequential::step(std::size_t& i, const Tensor& x) {
-  if (Conv2d* conv = fusing_conv(i, x.shape())) return conv->forward_relu_pool(x, fuse_conv(i));
-  if (fusing_pool(i)) return fuse_pool(i).forward_relu(x);
+  if (Conv2d* conv = fusing_conv(i, x.shape())) return conv->forward_relu_pool(x, fuse(i, 3));
+  if (fusing_pool(i)) return fuse(i, 2).forward_relu(x);
   return layers_[i++].second->forward(x);
 }
 
 Tensor Sequential::step_owned(std::size_t& i, Tensor&& h) {
   if (Conv2d* conv = fusing_conv(i, h.shape()))
-    return conv->forward_relu_pool(std::move(h), fuse_conv(i));
-  if (fusing_pool(i)) return fuse_pool(i).forward_relu(h);
+    return conv->forward_relu_pool(std::move(h), fuse(i, 3));
+  if (fusing_pool(i)) return fuse(i, 2).forward_relu(h);
   return layers_[i++].second->forward_owned(std::move(h));
 }
 

@@ -210,12 +210,10 @@ class Sequential : public Module {
   // classes) and the convolution can compute the other two on an input of shape `in`
   // (Conv2d::fuses_relu_pool), else null.
   Conv2d* fusing_conv(std::size_t i, const Shape& in);
-  // For fusing_conv(i): records the ReLU at i + 1 as fused, moves i past the three modules and
-  // returns the pool.
-  MaxPool2d& fuse_conv(std::size_t& i);
-  // For fusing_pool(i): records the ReLU at i as fused, moves i past the two modules and returns
-  // the pool.
-  MaxPool2d& fuse_pool(std::size_t& i);
+  // For fusing_conv(i) (count 3) or fusing_pool(i) (count 2): moves i past the `count` fused
+  // modules, records the ReLU among them (the second last) as fused and returns the pool (the
+  // last).
+  MaxPool2d& fuse(std::size_t& i, std::size_t count);
   // Module i's forward on x, or, when fusing_conv(i) or fusing_pool(i), the modules it fuses in
   // one pass; i moves past the modules that ran.
   Tensor step(std::size_t& i, const Tensor& x);
