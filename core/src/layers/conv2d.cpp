@@ -549,7 +549,6 @@ void unpack_grad_input(const WideGrid& g, const float* dxb, float* dx) {
 // off, with no chunk of y_b to copy out (that copy took 17% of LeNet-5's first layer at batch
 // 64). Two rows per tile also read fewer vectors per multiply-add than three vectors did: NR
 // broadcasts and 4 loads for 4 * NR of them.
-#if EFFML_CONV_XSIMD && defined(__AVX512F__)
 // Where a row tile's outputs go: y (F, OH, OW); or, with pooled, only the 2x2 max pool of their
 // ReLU, pooled (F, OH / 2, OW / 2), and its argmax in the (OH, OW) plane (null in evaluation).
 struct RowOut {
@@ -558,6 +557,7 @@ struct RowOut {
   int32_t* argmax;
 };
 
+#if EFFML_CONV_XSIMD && defined(__AVX512F__)
 template <int NR, int RV>
 void row_tile(const float* src, const int64_t* off, int64_t nk, const float* coef, int64_t F,
               const float* bias, int64_t oh, int64_t OH, int64_t OW, const RowOut& to) {
@@ -632,11 +632,6 @@ void row_pair_product(int nr, const WideGrid& g, const float* xb, const int64_t*
   if (nr == 4) row_pair_product<4>(g, xb, off, wpack, Fp, bias, to);
 }
 #else
-struct RowOut {
-  float* y;
-  float* pooled;
-  int32_t* argmax;
-};
 bool row_pairs(const WideGrid&, int) { return false; }
 void row_pair_product(int, const WideGrid&, const float*, const int64_t*, const float*, int64_t,
                       const float*, const RowOut&) {}
